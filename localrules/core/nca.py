@@ -1,0 +1,51 @@
+"""The neural cellular automaton step, blind to the topology.
+
+    x      = [fixed, state]                              (cells, C_fixed + C)
+    delta  = rule(topology.perceive(x)) + noise          noise ~ N(0, noise_std^2), training only
+    state' = state + [u <= fire_rate] * alive * delta    u ~ U(0, 1) per cell
+
+``cells`` is any leading shape: (B, H, W) on a dense grid, (N,) for compact alive cells or
+graph nodes. Noise is added before the update mask, as in the self-classifying paper.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .perception import MoorePerception
+from .rule import Rule
+
+
+class NCA(nn.Module):
+    def __init__(self, perception: MoorePerception, rule: Rule, fire_rate: float = 0.5):
+        super().__init__()
+        self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
+
+    def update(self, topology, fixed: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The residual update rule(perceive([fixed, state])), before noise and masks."""
+        x = torch.cat([fixed, state], dim=-1)
+        return self.rule(topology.perceive(x, self.perception))
+
+    def step(
+        self,
+        topology,
+        fixed: torch.Tensor,
+        state: torch.Tensor,
+        alive: torch.Tensor,
+        noise_std: float = 0.0,
+        fire: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One step. alive, fire: (cells, 1) bool; fire and noise are drawn when not given."""
+        delta = self.update(topology, fixed, state)
+        if noise_std > 0:
+            delta = delta + (torch.randn_like(delta) if noise is None else noise) * noise_std
+        if fire is None:
+            fire = torch.rand(*delta.shape[:-1], 1, device=delta.device) <= self.fire_rate
+        return state + delta * (fire & alive)
+
+    def rollout(self, topology, fixed, state, alive, steps: int, noise_std: float = 0.0):
+        for _ in range(steps):
+            state = self.step(topology, fixed, state, alive, noise_std)
+        return state

@@ -1,0 +1,1 @@
+"""Topology-blind training machinery: pool, perturbations, trainer, checkpoints, logs."""

@@ -1,0 +1,58 @@
+"""Checkpoints: model weights as safetensors + a JSON config; training state for exact resume.
+
+Every file is written to a temporary name in the same folder and then renamed, so a crash
+never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(path: str | Path, model: torch.nn.Module, config: dict[str, Any]) -> Path:
+    """Write ``path.safetensors`` (weights) and ``path.json`` (config); returns the weights path."""
+    path = Path(path).with_suffix("")
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic(path.with_suffix(".safetensors"), lambda t: save_file(weights, t))
+    text = json.dumps(config, indent=2, sort_keys=True)
+    _atomic(path.with_suffix(".json"), lambda t: Path(t).write_text(text))
+    return path.with_suffix(".safetensors")
+
+
+def load_model_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read weights and config written by :func:`save_model` (either file's path, or the stem)."""
+    path = Path(path).with_suffix("")
+    w, c = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    for f in (w, c):
+        if not f.is_file():
+            raise FileNotFoundError(f"checkpoint file {f} is missing")
+    return load_file(str(w)), json.loads(c.read_text())
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Training state (optimizer, scheduler, pool, RNGs, iteration) for ``--resume``."""
+    _atomic(Path(path), lambda t: torch.save(state, t))
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)

@@ -1,0 +1,137 @@
+"""One trainer for every task.
+
+Each iteration: draw a rollout length in [steps_min, steps_max], ask the task for its loss
+(the task samples its batch, rolls out the rule and commits states back to its pool), then
+backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take an Adam step
+under a piecewise-constant learning-rate schedule. Checkpoints (weights + the full training
+state) are written atomically every ``checkpoint_every`` iterations and at the end, so
+``resume=True`` continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import load_state, save_model, save_state
+from .log import MetricLog
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 100_000
+    lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = (30_000, 70_000)
+    lr_gamma: float = 0.1
+    steps_min: int = 20
+    steps_max: int = 20
+    normalize_grads: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 20
+    seed: int = 0
+
+
+class Task(Protocol):
+    model: torch.nn.Module
+
+    def training_loss(self, steps: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def extra_state(self) -> dict[str, Any]: ...
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+    def config_dict(self) -> dict[str, Any]: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says where and what to try."""
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def train(
+    task: Task,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    device: torch.device,
+    resume: bool = False,
+    tensorboard: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``task.model`` in place; writes ``out_dir/{model.safetensors,model.json,
+    train_state.pt,metrics.jsonl}``. Returns the last logged metrics."""
+    out = Path(out_dir)
+    model = task.model
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
+    start = 0
+    state_path = out / "train_state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {state_path}")
+        st = load_state(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        task.load_extra_state(st["task"])
+        _set_rng_state(st["rng"], device)
+        start = st["iteration"]
+    else:
+        torch.manual_seed(cfg.seed)
+    log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None)
+
+    def checkpoint(it: int) -> None:
+        meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it}
+        save_model(out / "model", model, meta)
+        save_state(state_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "task": task.extra_state(),
+            "rng": _rng_state(device), "iteration": it,
+        })
+
+    last: dict[str, float] = {}
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
+               disable=not progress, desc="train", dynamic_ncols=True)
+    t0, losses = time.perf_counter(), []
+    for it in bar:
+        steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
+        loss, info = task.training_loss(steps)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at iteration {it + 1}; the last good checkpoint is in "
+                f"{out}. Try a lower --lr, residual noise off, or gradient normalisation on."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.normalize_grads:
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad /= p.grad.norm() + 1e-8
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
+            dt = time.perf_counter() - t0
+            last = {"loss": sum(losses) / len(losses), "lr": sched.get_last_lr()[0],
+                    "sec_per_iter": dt / len(losses), **info}
+            log.write(it + 1, **last)
+            bar.set_postfix(loss=f"{last['loss']:.4g}")
+            t0, losses = time.perf_counter(), []
+        if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+            checkpoint(it + 1)
+    log.close()
+    return last

@@ -1,0 +1,49 @@
+"""Perturbations that see only state tensors and cell masks, so every task can use them.
+
+- :func:`mutate`: swap the underlying digit; keep states of cells alive in both, erase the
+  rest, and bring the new digit's other cells alive with a zero state.
+- :func:`damage`: erase the states of a random fraction of cells.
+- :func:`zero_out`: zero one random whole tensor (e.g. a layer) and a fraction of the entries
+  of the others (MetaNCA's robustness perturbation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def mutate(state: torch.Tensor, new_alive: torch.Tensor) -> torch.Tensor:
+    """state (B, H, W, C), new_alive (B, H, W, 1) bool -> state * new_alive.
+
+    Old dead cells already hold zero, so cells alive in both digits keep their state, cells
+    dead in the new digit are erased, and newly alive cells start from zero.
+    """
+    return state * new_alive
+
+
+def damage(state: torch.Tensor, frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero the whole state vector of each cell with probability ``frac``; state (..., C)."""
+    if not 0.0 <= frac <= 1.0:
+        raise ValueError(f"damage fraction must be in [0, 1], got {frac}")
+    keep = torch.rand(state.shape[:-1] + (1,), generator=generator).to(state.device) >= frac
+    return state * keep
+
+
+def zero_out(
+    tensors: list[torch.Tensor], frac: float = 0.3, generator: torch.Generator | None = None
+) -> tuple[list[torch.Tensor], int]:
+    """Zero one random whole tensor and each entry of the others with probability ``frac``.
+
+    Returns the new tensors and the index of the tensor zeroed whole.
+    """
+    if not tensors:
+        raise ValueError("zero_out needs at least one tensor")
+    whole = int(torch.randint(len(tensors), (1,), generator=generator))
+    out = []
+    for i, t in enumerate(tensors):
+        if i == whole:
+            out.append(torch.zeros_like(t))
+        else:
+            keep = torch.rand(t.shape, generator=generator).to(t.device) >= frac
+            out.append(t * keep)
+    return out, whole

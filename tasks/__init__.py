@@ -1,0 +1,1 @@
+"""The systems built on the shared core, one file each (installed as ``localrules.tasks``)."""
