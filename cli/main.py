@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,11 @@ app = typer.Typer(
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
 DATA_HELP = "Folder with the four MNIST IDX files (.gz or plain); default $LOCALRULES_DATA, then the cache, then a download."
+
+
+@app.callback()
+def main():
+    """localrules: train, evaluate and study local rules."""
 
 
 class System(str, Enum):
@@ -70,9 +74,9 @@ def run(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     if pretrained:
-        _evaluate(ms.pretrained_path(loss.value), n=n, steps=400, mutate_at=200, out=out,
-                  device=dev, data_dir=data_dir, engine=engine.value, seed=seed, noise=None,
-                  json_path=out / "eval.json", images=None, labels=None)
+        _eval_report(ms.pretrained_path(loss.value), n=n, steps=400, mutate_at=200, out=out,
+                     json_path=out / "eval.json", device=dev, data_dir=data_dir,
+                     engine=engine.value, noise=None, batch_size=1000, seed=seed)
         return
     cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size,
                     pool_size=pool_size, engine=engine.value).validate()
@@ -86,3 +90,68 @@ def run(
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard)
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+
+
+def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
+                 noise, batch_size, seed, images=None, labels=None):
+    from localrules.data.arrays import load_image_arrays, to_unit_pixels
+    from localrules.data.mnist import load_mnist
+    from localrules.studies.report import selfclassify_report
+    import torch
+
+    if images is not None or labels is not None:
+        if images is None or labels is None:
+            raise typer.BadParameter("--images and --labels go together")
+        pixels, y = load_image_arrays(images, labels)
+    else:
+        x, y = load_mnist("test", data_dir)
+        pixels, y = to_unit_pixels(x), torch.as_tensor(y)
+    if n:
+        pixels, y = pixels[:n], y[:n]
+    res = selfclassify_report(checkpoint, pixels, y, out, json_path, device=device,
+                              noise_std=noise, steps=steps, mutate_at=mutate_at or None,
+                              batch_size=batch_size, engine=engine, seed=seed)
+    keys = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
+            "top_accuracy", "top_agreement")
+    summary = ", ".join(f"{k}={res[k]:.4f}" for k in keys if k in res)
+    typer.echo(f"{res['n_digits']} digits, {steps} steps, {res['seconds']:.1f} s: {summary}")
+    if out:
+        typer.echo(f"plots: {', '.join(res.get('plots', []))}")
+    if json_path:
+        typer.echo(f"json: {json_path}")
+    return res
+
+
+@app.command("eval")
+def eval_cmd(
+    system: System = typer.Argument(..., help="Which system to evaluate."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A model.safetensors written by training; default the shipped L2+noise model."),
+    n: int = typer.Option(0, help="Evaluate the first N digits only (0 = all 10,000 test digits)."),
+    steps: int = typer.Option(400, help="CA steps in total."),
+    mutate_at: int = typer.Option(200, help="Step at which every digit is mutated into another test digit (0 = never)."),
+    images: Optional[Path] = typer.Option(None, help="Your own digits: a .npy array (N, H, W), uint8 0..255 or float 0..1."),
+    labels: Optional[Path] = typer.Option(None, help="Labels for --images: a .npy integer array (N,) in 0..9."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write per-step accuracy / agreement and the summary here."),
+    plots: Optional[Path] = typer.Option(None, help="Folder for curves.png, magnitudes.png and cells.gif."),
+    noise: Optional[float] = typer.Option(None, help="Residual-noise std during evaluation (default: as the model trained)."),
+    engine: EngineName = typer.Option(EngineName.alive, help="alive (fast), dense or graph: the same model; results differ only through the random update masks."),
+    batch_size: int = typer.Option(1000, help="Digits evolved at once."),
+    seed: int = typer.Option(0, help="Seed for update masks, noise and mutation targets."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
+    import torch
+
+    from localrules.device import resolve_device
+    from localrules.tasks import mnist_selfclassify as ms
+
+    if threads:
+        torch.set_num_threads(threads)
+    ckpt = checkpoint or ms.pretrained_path("l2")
+    if not ckpt.with_suffix(".safetensors").is_file():
+        raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
+    _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
+                 device=resolve_device(device), data_dir=data_dir, engine=engine.value,
+                 noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels)

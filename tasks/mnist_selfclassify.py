@@ -16,12 +16,14 @@ L2 (or cross-entropy) loss on the label channels of alive cells.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception, Rule
+from localrules.train.checkpoint import load_model_files
 from localrules.train.perturb import mutate
 from localrules.train.pool import SamplePool
 
@@ -192,3 +194,24 @@ class SelfClassifyTask:
 
     def config_dict(self):
         return {"name": "mnist-selfclassify", **asdict(self.cfg)}
+
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+PRETRAINED = {"l2": "mnist-selfclassify-l2noise", "ce": "mnist-selfclassify-ce"}
+
+
+def pretrained_path(loss: str = "l2") -> Path:
+    """The shipped checkpoint: L2 + residual noise (default) or cross-entropy."""
+    return PRETRAINED_DIR / (PRETRAINED[loss] + ".safetensors")
+
+
+def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[NCA, Config, dict]:
+    """Model, its Config and the whole JSON metadata from a checkpoint written by training."""
+    weights, meta = load_model_files(path)
+    task_meta = meta.get("task", meta)
+    if task_meta.get("name") != "mnist-selfclassify":
+        raise ValueError(f"{path} is not a mnist-selfclassify checkpoint (name={task_meta.get('name')!r})")
+    cfg = Config.from_dict({k: v for k, v in task_meta.items() if k != "name"})
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg, meta

@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    create .venv, install, evaluate the shipped self-classifying model (plots + GIF in runs/pretrained)
+#   make test   create .venv, install, run the test suite
+# CUDA users: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN     = $(VENV)/bin
+
+.PHONY: run test wheel-check clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[test,tensorboard]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/localrules run mnist-selfclassify --pretrained --out runs/pretrained
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+# Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
+wheel-check: $(VENV)/.installed
+	rm -rf dist /tmp/localrules-wheel-venv
+	$(BIN)/pip wheel -q --no-deps -w dist .
+	$(PYTHON) -m venv /tmp/localrules-wheel-venv
+	/tmp/localrules-wheel-venv/bin/pip install -q $(TORCH) dist/localrules-*.whl
+	cd /tmp && /tmp/localrules-wheel-venv/bin/localrules --help
+	cd /tmp && /tmp/localrules-wheel-venv/bin/python -c "import localrules.tasks.mnist_selfclassify as m, localrules.cli.main; assert m.pretrained_path().exists(), 'shipped model missing from the wheel'"
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info

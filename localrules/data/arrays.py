@@ -1,0 +1,35 @@
+"""User-supplied digits as .npy arrays: images (N, H, W) and integer labels (N,) in 0..9."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_unit_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 0..255 or float 0..1 images -> float32 tensor in [0, 1]."""
+    x = torch.as_tensor(np.asarray(images))
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    x = x.float()
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); pass uint8 for 0..255")
+    return x
+
+
+def load_image_arrays(images_path: str | Path, labels_path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and check the two .npy files; every error names the file and what is wrong."""
+    try:
+        images = np.load(images_path, allow_pickle=False)
+        labels = np.load(labels_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read .npy arrays: {e}") from None
+    if images.ndim != 3:
+        raise ValueError(f"{images_path}: images must have shape (N, H, W), got {images.shape}")
+    if labels.shape != (len(images),):
+        raise ValueError(f"{labels_path}: labels must have shape ({len(images)},), got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"{labels_path}: labels must be integers in 0..9")
+    return to_unit_pixels(images), torch.as_tensor(labels, dtype=torch.long)

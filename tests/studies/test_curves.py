@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from localrules.data.arrays import to_unit_pixels
+from localrules.studies.curves import mutation_targets, selfclassify_curves, summarize
+from localrules.tasks import mnist_selfclassify as ms
+
+
+@pytest.fixture
+def digits(small_digits):
+    x, y = small_digits
+    return to_unit_pixels(x[:40]), torch.as_tensor(y[:40])
+
+
+def test_untrained_rule_metrics_by_hand(digits):
+    px, y = digits
+    model = ms.build_model(ms.Config())  # zero last layer: every cell says label 0 forever
+    res = selfclassify_curves(model, px, y, steps=4, mutate_at=2, batch_size=16, progress=False)
+    alive = (px > 0.1).flatten(1).sum(1).double()
+    tgt = mutation_targets(len(px), seed=0)
+    before = ((alive * (y == 0)).sum() / alive.sum()).item()
+    after = ((alive[tgt] * (y[tgt] == 0)).sum() / alive[tgt].sum()).item()
+    assert res["accuracy"] == pytest.approx([before, before, after, after])
+    assert res["agreement"] == [1.0] * 4  # all cells agree (on a wrong label, mostly)
+    assert "accuracy_at_200" not in res  # a 4-step run has no step 200
+    assert res["top_accuracy_step"] == 1
+
+
+def test_mutation_targets_are_other_digits():
+    t = mutation_targets(50, seed=3)
+    assert t.shape == (50,) and torch.all(t != torch.arange(50)) and t.max() < 50
+
+
+def test_engines_give_identical_curves_when_deterministic(digits):
+    px, y = digits
+    torch.manual_seed(0)
+    model = ms.build_model(ms.Config(fire_rate=1.0))
+    torch.nn.init.normal_(model.rule.mlp[-1].weight, std=0.05)
+    runs = [selfclassify_curves(model, px, y, steps=6, mutate_at=3, engine=e, progress=False)
+            for e in ("alive", "dense", "graph")]
+    for r in runs[1:]:
+        for key in ("accuracy", "agreement"):
+            assert r[key] == runs[0][key]
+        np.testing.assert_allclose(r["state_magnitude"], runs[0]["state_magnitude"], rtol=1e-5)
+
+
+def test_frames_for_gif(digits):
+    px, y = digits
+    res = selfclassify_curves(ms.build_model(ms.Config()), px, y, steps=3, mutate_at=None,
+                              record=5, progress=False)
+    f = res["frames"]
+    assert f.shape == (3, 5, 16, 16)
+    alive = (px[:5] > 0.1).numpy()
+    assert np.all(f[:, ~alive] == -1) and np.all(f[:, alive] == 0)
+
+
+def test_summary_keys():
+    acc = list(np.linspace(0, 1, 400))
+    s = summarize(acc, acc, 200)
+    assert s["accuracy_at_200"] == acc[199] and s["accuracy_at_400"] == acc[399]
+    assert s["top_accuracy_step"] == 200

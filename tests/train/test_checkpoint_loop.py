@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from localrules.tasks import mnist_selfclassify as ms
+from localrules.train.checkpoint import load_model_files, save_model
+from localrules.train.loop import TrainConfig, TrainingDiverged, train
+
+
+def _task(small_digits, **kw):
+    x, y = small_digits
+    cfg = ms.Config(batch_size=8, pool_size=32, perception_dim=24, hidden=(24,), **kw)
+    return ms.SelfClassifyTask(cfg, x[:400], y[:400], torch.device("cpu"))
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = ms.build_model(ms.Config())
+    save_model(tmp_path / "m", model, {"task": {"name": "mnist-selfclassify", **ms.Config().__dict__}})
+    w, meta = load_model_files(tmp_path / "m.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(w[k], v)
+    loaded, cfg, _ = ms.load(tmp_path / "m.safetensors")
+    assert cfg == ms.Config()
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_load_rejects_other_checkpoints(tmp_path):
+    save_model(tmp_path / "m", torch.nn.Linear(2, 2), {"task": {"name": "restore"}})
+    with pytest.raises(ValueError, match="not a mnist-selfclassify"):
+        ms.load(tmp_path / "m")
+    with pytest.raises(FileNotFoundError):
+        ms.load(tmp_path / "missing")
+
+
+def test_resume_is_exact(tmp_path, small_digits):
+    cfg = TrainConfig(iterations=6, steps_min=3, steps_max=5, checkpoint_every=3, log_every=1,
+                      lr_milestones=(4,))
+    torch.manual_seed(0)
+    straight = _task(small_digits)
+    train(straight, cfg, tmp_path / "a", torch.device("cpu"), progress=False)
+
+    torch.manual_seed(0)
+    first = _task(small_digits)
+    train(first, TrainConfig(**{**cfg.__dict__, "iterations": 3}), tmp_path / "b",
+          torch.device("cpu"), progress=False)
+    resumed = _task(small_digits)  # fresh objects, state comes from disk
+    train(resumed, cfg, tmp_path / "b", torch.device("cpu"), resume=True, progress=False)
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(straight.pool.slots["state"], resumed.pool.slots["state"])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("loss", ["l2", "ce"])
+def test_tiny_training_lowers_the_loss(tmp_path, small_digits, loss):
+    x, y = small_digits
+    keep = y < 2  # noughts and ones: a task a tiny rule learns in a hundred iterations
+    torch.manual_seed(1)
+    cfg = ms.Config(batch_size=8, pool_size=32, perception_dim=24, hidden=(24,), loss=loss,
+                    fresh_frac=1.0, mutate_frac=0.0)
+    task = ms.SelfClassifyTask(cfg, x[keep], y[keep], torch.device("cpu"))
+    tcfg = TrainConfig(iterations=120, steps_min=8, steps_max=8, lr=1e-2, checkpoint_every=1000,
+                       log_every=1, lr_milestones=())
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").open()]
+    first, last = losses[0], sum(losses[-20:]) / 20  # losses[0]: the untrained rule
+    assert last < 0.7 * first, (first, last)
+
+
+def test_divergence_is_reported(tmp_path, small_digits):
+    task = _task(small_digits)
+    with torch.no_grad():
+        task.model.perception.weight.fill_(float("nan"))
+    cfg = TrainConfig(iterations=3, steps_min=2, steps_max=2)
+    with pytest.raises(TrainingDiverged, match="iteration 1"):
+        train(task, cfg, tmp_path, torch.device("cpu"), progress=False)
