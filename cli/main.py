@@ -33,6 +33,11 @@ class Loss(str, Enum):
     ce = "ce"
 
 
+class PerceptionKind(str, Enum):
+    learned = "learned"
+    sobel = "sobel"
+
+
 class EngineName(str, Enum):
     alive = "alive"
     dense = "dense"
@@ -53,6 +58,7 @@ def run(
     batch_size: int = typer.Option(16, help="Digits per iteration."),
     pool_size: int = typer.Option(160, help="Persistent states in the sample pool."),
     steps: int = typer.Option(20, help="CA steps per training iteration."),
+    perception: PerceptionKind = typer.Option(PerceptionKind.learned, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
     engine: EngineName = typer.Option(EngineName.alive, help="alive: compute only alive cells (fast); dense: full grid conv; graph: PyG message passing."),
     checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -78,7 +84,7 @@ def run(
                      json_path=out / "eval.json", device=dev, data_dir=data_dir,
                      engine=engine.value, noise=None, batch_size=1000, seed=seed)
         return
-    cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size,
+    cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size, perception=perception.value,
                     pool_size=pool_size, engine=engine.value).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),

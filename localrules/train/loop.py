@@ -11,6 +11,8 @@ state) are written atomically every ``checkpoint_every`` iterations and at the e
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,6 +65,21 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the run trained on, for model cards."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": cpu, "cores": os.cpu_count()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
 def train(
     task: Task,
     cfg: TrainConfig,
@@ -78,7 +95,7 @@ def train(
     model = task.model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
-    start = 0
+    start, seconds = 0, 0.0
     state_path = out / "train_state.pt"
     if resume:
         if not state_path.is_file():
@@ -90,17 +107,19 @@ def train(
         task.load_extra_state(st["task"])
         _set_rng_state(st["rng"], device)
         start = st["iteration"]
+        seconds = st.get("train_seconds", 0.0)
     else:
         torch.manual_seed(cfg.seed)
     log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None)
 
     def checkpoint(it: int) -> None:
-        meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it}
+        meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,
+                "train_seconds": seconds, "hardware": hardware(device)}
         save_model(out / "model", model, meta)
         save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "task": task.extra_state(),
-            "rng": _rng_state(device), "iteration": it,
+            "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
         })
 
     last: dict[str, float] = {}
@@ -126,6 +145,7 @@ def train(
         losses.append(loss.item())
         if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
             dt = time.perf_counter() - t0
+            seconds += dt
             last = {"loss": sum(losses) / len(losses), "lr": sched.get_last_lr()[0],
                     "sec_per_iter": dt / len(losses), **info}
             log.write(it + 1, **last)

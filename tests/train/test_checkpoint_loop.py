@@ -76,3 +76,11 @@ def test_divergence_is_reported(tmp_path, small_digits):
     cfg = TrainConfig(iterations=3, steps_min=2, steps_max=2)
     with pytest.raises(TrainingDiverged, match="iteration 1"):
         train(task, cfg, tmp_path, torch.device("cpu"), progress=False)
+
+
+def test_tensorboard_and_sobel_perception(tmp_path, small_digits):
+    task = _task(small_digits, perception="sobel")
+    assert not any(p is task.model.perception.weight for p in task.model.parameters())
+    train(task, TrainConfig(iterations=2, steps_min=2, steps_max=2), tmp_path,
+          torch.device("cpu"), tensorboard=True, progress=False)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
