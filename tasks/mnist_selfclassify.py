@@ -187,10 +187,22 @@ class SelfClassifyTask:
         return loss, {"cell_accuracy": acc}
 
     def extra_state(self):
-        return {"pool": self.pool.state_dict()}
+        """The pool, with states stored for alive cells only (dead cells hold zero): ~6x smaller."""
+        slots = self.pool.state_dict()
+        alive = slots["pixels"][..., 0] > ALIVE_THRESHOLD
+        return {"pool": {"pixels_u8": (slots["pixels"] * 255).round().to(torch.uint8),
+                         "label": slots["label"], "alive_state": slots["state"][alive]}}
 
     def load_extra_state(self, state):
-        self.pool.load_state_dict(state["pool"])
+        pool = dict(state["pool"])
+        if "pixels_u8" in pool:  # pixels are k / 255, so this round trip is exact
+            pool["pixels"] = pool.pop("pixels_u8").float() / 255.0
+        if "alive_state" in pool:
+            alive = pool["pixels"][..., 0] > ALIVE_THRESHOLD
+            full = pool["alive_state"].new_zeros(*alive.shape, self.cfg.channels)
+            full[alive] = pool.pop("alive_state")
+            pool["state"] = full
+        self.pool.load_state_dict(pool)
 
     def config_dict(self):
         return {"name": "mnist-selfclassify", **asdict(self.cfg)}
