@@ -18,7 +18,7 @@ from .rule import Rule
 
 
 class NCA(nn.Module):
-    def __init__(self, perception: MoorePerception, rule: Rule, fire_rate: float = 0.5):
+    def __init__(self, perception: MoorePerception | None, rule: Rule, fire_rate: float = 0.5):
         super().__init__()
         self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
 
@@ -32,18 +32,19 @@ class NCA(nn.Module):
         topology,
         fixed: torch.Tensor,
         state: torch.Tensor,
-        alive: torch.Tensor,
+        alive: torch.Tensor | None,
         noise_std: float = 0.0,
         fire: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One step. alive, fire: (cells, 1) bool; fire and noise are drawn when not given."""
+        """One step. alive, fire: (cells, 1) bool (alive None: every cell is alive); fire and
+        noise are drawn when not given. A parameter-free topology gets ``perception=None``."""
         delta = self.update(topology, fixed, state)
         if noise_std > 0:
             delta = delta + (torch.randn_like(delta) if noise is None else noise) * noise_std
         if fire is None:
             fire = torch.rand(*delta.shape[:-1], 1, device=delta.device) <= self.fire_rate
-        return state + delta * (fire & alive)
+        return state + delta * (fire if alive is None else fire & alive)
 
     def rollout(self, topology, fixed, state, alive, steps: int, noise_std: float = 0.0):
         for _ in range(steps):

@@ -1,0 +1,214 @@
+"""Meta-Neural Cellular Automata (Barot, late-breaking abstract): a local rule grows weights.
+
+Every weight w of a feed-forward task network T is a cell with a hidden vector h (H channels).
+One rule network R, shared by all weights of all layers of all architectures, updates them:
+
+    p          = [w, h, w_f, h_f, w_b, h_b]         (see localrules.core.weightgraph)
+    dw, dh     = R(p)                               MLP 3(1+H) -> hidden -> 1+H, last layer zero-init
+    [w, h]    += [u <= fire_rate] * [dw, dh]
+
+R is not conditioned on data. Meta-training samples task networks (random weights N(0, 1/fan_in)
+and hidden states that start as a positional code of the weight's input neuron, output
+neuron and layer, plus random channels), applies R for a random number of steps, and
+backpropagates the task loss of T (cross-entropy on a data batch) into R through the unrolled
+updates. Sample pooling keeps grown networks across iterations; zero-out perturbs some of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from localrules.core import NCA, Rule
+from localrules.core.weightgraph import DenseLayers, WeightGraph, positional_code
+from localrules.data.tabular import Split
+from localrules.train.checkpoint import load_model_files
+from localrules.train.perturb import zero_out
+from localrules.train.pool import SamplePool
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+
+
+@dataclass
+class Config:
+    dataset: str = "iris"
+    archs: tuple[tuple[int, ...], ...] = ((4, 16, 3),)
+    pos_dim: int = 4  # positional-code width per index (input neuron, output neuron, layer)
+    free_hidden: int = 4  # hidden channels that start random
+    rule_hidden: tuple[int, ...] = (64, 64)
+    fire_rate: float = 0.5
+    activation: str = "relu"
+    h_init_std: float = 1.0
+    samples: int = 16  # task networks per iteration
+    pool_size: int = 128  # per architecture; 0 turns sample pooling off
+    fresh_frac: float = 0.25  # of each batch replaced by new random networks
+    zero_out_frac: float = 0.3  # weights zeroed besides the whole layer
+    zero_out_prob: float = 0.0  # share of each batch hit by zero-out
+    data_batch: int = 512
+    split_seed: int = 0
+    engine: str = "dense"  # dense (fast, chain MLPs) | graph (PyG, any DAG)
+
+    @property
+    def hidden_state(self) -> int:
+        return 3 * self.pos_dim + self.free_hidden
+
+    @property
+    def channels(self) -> int:
+        return 1 + self.hidden_state
+
+    def validate(self) -> "Config":
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, not {self.activation!r}")
+        if self.engine not in ("dense", "graph"):
+            raise ValueError(f"engine must be 'dense' or 'graph', not {self.engine!r}")
+        if not self.archs:
+            raise ValueError("need at least one meta-training architecture")
+        if self.pool_size and self.pool_size < self.samples:
+            raise ValueError("pool_size must be 0 (no pooling) or >= samples")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        d = dict(d)
+        d["archs"] = tuple(tuple(a) for a in d["archs"])
+        d["rule_hidden"] = tuple(d["rule_hidden"])
+        return cls(**d).validate()
+
+
+def build_rule(cfg: Config) -> NCA:
+    """The local rule as an NCA with a parameter-free (weight-graph) perception."""
+    return NCA(None, Rule(3 * cfg.channels, cfg.rule_hidden, cfg.channels, relu_input=False),
+               cfg.fire_rate)
+
+
+def topology(sizes, engine: str = "dense"):
+    return DenseLayers(sizes) if engine == "dense" else WeightGraph(sizes)
+
+
+def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
+    """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
+    mats = topo.split(torch.empty(samples, topo.n_cells, 1))
+    fan_in = [topo.sizes[b.src] for b in topo.blocks]
+    w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
+    pos = positional_code(topo, cfg.pos_dim).expand(samples, -1, -1)
+    free = torch.randn(samples, topo.n_cells, cfg.free_hidden) * cfg.h_init_std
+    return torch.cat([w[..., None], pos, free], -1).to(device)
+
+
+def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+    """Run the S task networks whose weights are ``state[..., 0]`` on x (D, n_0) -> (S, D, n_L).
+
+    z_dst = sum over blocks into dst of a_src W^T (+ b_dst); hidden layers use ``activation``.
+    """
+    act = ACTIVATIONS[activation]
+    S = state.shape[0]
+    acts = {0: x.expand(S, *x.shape)}
+    z: dict[int, torch.Tensor] = {}
+    for b, m in zip(topo.blocks, topo.split(state[..., :1])):
+        W = m[..., 0]  # (S, n_out, n_in [+ 1])
+        n_in = topo.sizes[b.src]
+        if b.src not in acts:
+            acts[b.src] = act(z.pop(b.src))
+        out = torch.einsum("sdi,soi->sdo", acts[b.src], W[..., :n_in])
+        if W.shape[-1] > n_in:
+            out = out + W[..., n_in][:, None]
+        z[b.dst] = z[b.dst] + out if b.dst in z else out
+    return z[len(topo.sizes) - 1]
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(S, D, K), (D,) -> (S,) fraction correct per task network."""
+    return (logits.argmax(-1) == y).float().mean(-1)
+
+
+def zero_out_networks(topo, state: torch.Tensor, frac: float, generator=None) -> torch.Tensor:
+    """Per network: zero the weights of one random whole layer and ``frac`` of the other weights."""
+    out = state.clone()
+    for s in range(len(state)):
+        mats = topo.split(state[s : s + 1, :, :1])
+        zeroed, _ = zero_out([m for m in mats], frac, generator)
+        out[s, :, 0] = torch.cat([z.flatten() for z in zeroed])
+    return out
+
+
+@torch.no_grad()
+def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activation="relu",
+         every: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Apply the rule ``steps`` times; with data, also record (S,) accuracies every ``every`` steps."""
+    curve = []
+    for t in range(steps):
+        state = rule.step(topo, state[..., :0], state, None)
+        if x is not None and ((t + 1) % every == 0 or t + 1 == steps):
+            curve.append(accuracy(task_forward(topo, state, x, activation), y))
+    return state, curve
+
+
+class MetaNCATask:
+    """Meta-training of the rule (implements the trainer's Task protocol)."""
+
+    def __init__(self, cfg: Config, data: Split, device: torch.device):
+        self.cfg = cfg.validate()
+        self.device = device
+        self.data = data
+        for a in cfg.archs:
+            if a[0] != data.n_features or a[-1] != data.n_classes:
+                raise ValueError(f"architecture {list(a)} does not fit {cfg.dataset}: it needs "
+                                 f"{data.n_features} inputs and {data.n_classes} outputs")
+        self.model = build_rule(cfg).to(device)
+        self.x = data.x_train.to(device)
+        self.y = data.y_train.to(device)
+        self.topos = {a: topology(a, cfg.engine) for a in cfg.archs}
+        self.pools = {a: SamplePool(state=init_networks(t, cfg.pool_size, cfg, device))
+                      for a, t in self.topos.items()} if cfg.pool_size else {}
+
+    def training_batch(self):
+        cfg = self.cfg
+        arch = cfg.archs[int(torch.randint(len(cfg.archs), (1,)))]
+        topo = self.topos[arch]
+        if not cfg.pool_size:
+            return arch, topo, None, init_networks(topo, cfg.samples, cfg, self.device)
+        idx, b = self.pools[arch].sample(cfg.samples)
+        state = b["state"]
+        n_fresh = int(round(cfg.samples * cfg.fresh_frac))
+        if n_fresh:
+            state[:n_fresh] = init_networks(topo, n_fresh, cfg, self.device)
+        n_zero = int(round(cfg.samples * cfg.zero_out_prob))
+        if n_zero:
+            s = slice(cfg.samples - n_zero, cfg.samples)
+            state[s] = zero_out_networks(topo, state[s], cfg.zero_out_frac)
+        return arch, topo, idx, state
+
+    def training_loss(self, steps: int):
+        arch, topo, idx, state = self.training_batch()
+        state = self.model.rollout(topo, state[..., :0], state, None, steps)
+        d = torch.randint(len(self.x), (min(self.cfg.data_batch, len(self.x)),), device=self.device)
+        logits = task_forward(topo, state, self.x[d], self.cfg.activation)
+        y = self.y[d]
+        loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(state)))
+        if idx is not None:
+            self.pools[arch].commit(idx, {"state": state.detach()})
+        return loss, {"task_accuracy": accuracy(logits.detach(), y).mean().item()}
+
+    def extra_state(self):
+        return {"pools": {",".join(map(str, a)): p.state_dict() for a, p in self.pools.items()}}
+
+    def load_extra_state(self, state):
+        for a, p in self.pools.items():
+            p.load_state_dict(state["pools"][",".join(map(str, a))])
+
+    def config_dict(self):
+        return {"name": "metanca", **asdict(self.cfg)}
+
+
+def load(path: str | Path, device="cpu") -> tuple[NCA, Config, dict]:
+    weights, meta = load_model_files(path)
+    task_meta = meta.get("task", meta)
+    if task_meta.get("name") != "metanca":
+        raise ValueError(f"{path} is not a metanca checkpoint (name={task_meta.get('name')!r})")
+    cfg = Config.from_dict({k: v for k, v in task_meta.items() if k != "name"})
+    model = build_rule(cfg)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg, meta

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from localrules.core.weightgraph import Block, DenseLayers, WeightGraph
+from localrules.data.tabular import load_split
+from localrules.tasks import metanca as mn
+from localrules.train.loop import TrainConfig, train
+
+
+def test_task_forward_matches_torch_mlp():
+    topo = DenseLayers([4, 5, 3])
+    cfg = mn.Config()
+    state = mn.init_networks(topo, 2, cfg)
+    x = torch.randn(7, 4)
+    W0, W1 = topo.split(state[..., :1])
+    s = 1
+    h = torch.relu(x @ W0[s, :, :4, 0].T + W0[s, :, 4, 0])
+    ref = h @ W1[s, :, :5, 0].T + W1[s, :, 5, 0]
+    torch.testing.assert_close(mn.task_forward(topo, state, x)[s], ref)
+
+
+def test_task_forward_on_a_dag():
+    g = WeightGraph([3, 2, 2], [Block(0, 1), Block(0, 2), Block(1, 2)])
+    state = mn.init_networks(g, 1, mn.Config())
+    x = torch.randn(5, 3)
+    A, S, B = [m[0, ..., 0] for m in g.split(state[..., :1])]
+    h = torch.relu(x @ A[:, :3].T + A[:, 3])
+    ref = x @ S.T + h @ B[:, :2].T + B[:, 2]
+    torch.testing.assert_close(mn.task_forward(g, state, x)[0], ref)
+
+
+def test_dense_and_graph_engines_step_equal():
+    cfg = mn.Config()
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    d, g = DenseLayers([4, 6, 3]), WeightGraph([4, 6, 3])
+    state = mn.init_networks(d, 3, cfg)
+    fire = torch.rand(3, d.n_cells, 1) < 0.5
+    a = rule.step(d, state[..., :0], state, None, fire=fire)
+    b = rule.step(g, state[..., :0], state, None, fire=fire)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, state)
+
+
+def test_zero_out_networks_zeroes_a_layer_and_a_fraction():
+    topo = DenseLayers([30, 40, 20])
+    state = mn.init_networks(topo, 4, mn.Config())
+    out = mn.zero_out_networks(topo, state, 0.3)
+    assert torch.equal(out[..., 1:], state[..., 1:])  # hidden states untouched
+    for s in range(4):
+        mats = topo.split(out[s : s + 1, :, :1])
+        zero_frac = sorted(float((m == 0).float().mean()) for m in mats)
+        assert zero_frac[-1] == 1.0 and 0.2 < zero_frac[0] < 0.4
+
+
+def test_architecture_must_fit_the_data():
+    with pytest.raises(ValueError, match="needs 4 inputs and 3 outputs"):
+        mn.MetaNCATask(mn.Config(archs=((5, 8, 3),)), load_split("iris"), torch.device("cpu"))
+
+
+def test_tiny_meta_training_on_iris_lowers_the_loss(tmp_path):
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=8, pool_size=32)
+    task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
+    tcfg = TrainConfig(iterations=120, steps_min=5, steps_max=10, lr=1e-3, lr_milestones=(),
+                       log_every=1, checkpoint_every=1000)
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    first = sum(r["loss"] for r in rows[:10]) / 10
+    last = sum(r["loss"] for r in rows[-20:]) / 20
+    assert last < 0.85 * first, (first, last)
+    model, loaded_cfg, _ = mn.load(tmp_path / "model.safetensors")
+    assert loaded_cfg == cfg
