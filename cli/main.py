@@ -1,163 +1,33 @@
-"""The ``localrules`` command line (typer): parses options, builds a Config, calls the library."""
+"""The ``localrules`` command line (typer): parses options, builds a Config, calls the library.
 
-from __future__ import annotations
-
-import json
-from enum import Enum
-from pathlib import Path
-from typing import Optional
+    localrules run   mnist-selfclassify | metanca      train (or --pretrained: evaluate the shipped model)
+    localrules eval  mnist-selfclassify                the paper's evaluation protocol
+    localrules study heatmap | zeroout | stability     MetaNCA studies
+"""
 
 import typer
 
+from . import metanca, selfclassify  # noqa: F401  (register the commands)
+from .common import eval_app, run_app, study_app
+
 app = typer.Typer(
-    help="Learn local rules: neural cellular automata that reach a global result from local talk.",
+    help="Learn local rules: cells that share one small rule, see only their neighbours, "
+    "and still reach a global result.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
-DATA_HELP = "Folder with the four MNIST IDX files (.gz or plain); default $LOCALRULES_DATA, then the cache, then a download."
-
-
-@app.callback()
-def main():
-    """localrules: train, evaluate and study local rules."""
+app.add_typer(run_app, name="run")
+app.add_typer(eval_app, name="eval")
+app.add_typer(study_app, name="study")
 
 
-class System(str, Enum):
-    mnist_selfclassify = "mnist-selfclassify"
+def cli() -> None:
+    """Console entry point: bad input ends with one clear line, not a traceback."""
+    from localrules.data.mnist import MNISTError
+    from localrules.train.loop import TrainingDiverged
 
-
-class Loss(str, Enum):
-    l2 = "l2"
-    ce = "ce"
-
-
-class PerceptionKind(str, Enum):
-    learned = "learned"
-    sobel = "sobel"
-
-
-class EngineName(str, Enum):
-    alive = "alive"
-    dense = "dense"
-    graph = "graph"
-
-
-@app.command()
-def run(
-    system: System = typer.Argument(..., help="Which system to train (or, with --pretrained, evaluate)."),
-    pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped model on a test subset, write plots and a GIF."),
-    out: Path = typer.Option(Path("runs/mnist-selfclassify"), help="Run folder: checkpoints, metrics.jsonl, plots."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
-    loss: Loss = typer.Option(Loss.l2, help="l2 (one-hot target, the paper's stable choice) or ce (cross-entropy)."),
-    noise: float = typer.Option(0.02, help="Residual-noise std added to updates in training (0 = off)."),
-    iterations: int = typer.Option(100_000, help="Training iterations (the paper: 100k)."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate; divided by 10 at each milestone."),
-    milestones: str = typer.Option("30000,70000", help="Comma-separated iterations where the LR drops 10x."),
-    batch_size: int = typer.Option(16, help="Digits per iteration."),
-    pool_size: int = typer.Option(160, help="Persistent states in the sample pool."),
-    steps: int = typer.Option(20, help="CA steps per training iteration."),
-    perception: PerceptionKind = typer.Option(PerceptionKind.learned, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
-    engine: EngineName = typer.Option(EngineName.alive, help="alive: compute only alive cells (fast); dense: full grid conv; graph: PyG message passing."),
-    checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
-    seed: int = typer.Option(0, help="Random seed."),
-    n: int = typer.Option(500, help="With --pretrained: test digits to evaluate."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
-    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch (default: PyTorch's choice)."),
-):
-    """Train a system from scratch (or --resume), or evaluate the shipped model (--pretrained)."""
-    import torch
-
-    from localrules.data.mnist import load_mnist
-    from localrules.device import resolve_device
-    from localrules.tasks import mnist_selfclassify as ms
-    from localrules.train.loop import TrainConfig, train
-
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    if pretrained:
-        _eval_report(ms.pretrained_path(loss.value), n=n, steps=400, mutate_at=200, out=out,
-                     json_path=out / "eval.json", device=dev, data_dir=data_dir,
-                     engine=engine.value, noise=None, batch_size=1000, seed=seed)
-        return
-    cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size, perception=perception.value,
-                    pool_size=pool_size, engine=engine.value).validate()
-    tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
-                       lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
-                       checkpoint_every=checkpoint_every)
-    images, labels = load_mnist("train", data_dir)
-    torch.manual_seed(seed)
-    task = ms.SelfClassifyTask(cfg, images, labels, dev)
-    typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
-               f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, device={dev}")
-    last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard)
-    typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
-
-
-def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
-                 noise, batch_size, seed, images=None, labels=None):
-    from localrules.data.arrays import load_image_arrays, to_unit_pixels
-    from localrules.data.mnist import load_mnist
-    from localrules.studies.report import selfclassify_report
-    import torch
-
-    if images is not None or labels is not None:
-        if images is None or labels is None:
-            raise typer.BadParameter("--images and --labels go together")
-        pixels, y = load_image_arrays(images, labels)
-    else:
-        x, y = load_mnist("test", data_dir)
-        pixels, y = to_unit_pixels(x), torch.as_tensor(y)
-    if n:
-        pixels, y = pixels[:n], y[:n]
-    res = selfclassify_report(checkpoint, pixels, y, out, json_path, device=device,
-                              noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                              batch_size=batch_size, engine=engine, seed=seed)
-    keys = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
-            "top_accuracy", "top_agreement")
-    summary = ", ".join(f"{k}={res[k]:.4f}" for k in keys if k in res)
-    typer.echo(f"{res['n_digits']} digits, {steps} steps, {res['seconds']:.1f} s: {summary}")
-    if out:
-        typer.echo(f"plots: {', '.join(res.get('plots', []))}")
-    if json_path:
-        typer.echo(f"json: {json_path}")
-    return res
-
-
-@app.command("eval")
-def eval_cmd(
-    system: System = typer.Argument(..., help="Which system to evaluate."),
-    checkpoint: Optional[Path] = typer.Option(None, help="A model.safetensors written by training; default the shipped L2+noise model."),
-    n: int = typer.Option(0, help="Evaluate the first N digits only (0 = all 10,000 test digits)."),
-    steps: int = typer.Option(400, help="CA steps in total."),
-    mutate_at: int = typer.Option(200, help="Step at which every digit is mutated into another test digit (0 = never)."),
-    images: Optional[Path] = typer.Option(None, help="Your own digits: a .npy array (N, H, W), uint8 0..255 or float 0..1."),
-    labels: Optional[Path] = typer.Option(None, help="Labels for --images: a .npy integer array (N,) in 0..9."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write per-step accuracy / agreement and the summary here."),
-    plots: Optional[Path] = typer.Option(None, help="Folder for curves.png, magnitudes.png and cells.gif."),
-    noise: Optional[float] = typer.Option(None, help="Residual-noise std during evaluation (default: as the model trained)."),
-    engine: EngineName = typer.Option(EngineName.alive, help="alive (fast), dense or graph: the same model; results differ only through the random update masks."),
-    batch_size: int = typer.Option(1000, help="Digits evolved at once."),
-    seed: int = typer.Option(0, help="Seed for update masks, noise and mutation targets."),
-    device: str = typer.Option("auto", help=DEVICE_HELP),
-    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
-):
-    """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
-    import torch
-
-    from localrules.device import resolve_device
-    from localrules.tasks import mnist_selfclassify as ms
-
-    if threads:
-        torch.set_num_threads(threads)
-    ckpt = checkpoint or ms.pretrained_path("l2")
-    if not ckpt.with_suffix(".safetensors").is_file():
-        raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
-    _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
-                 device=resolve_device(device), data_dir=data_dir, engine=engine.value,
-                 noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels)
+    try:
+        app()
+    except (ValueError, FileNotFoundError, MNISTError, TrainingDiverged) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None

@@ -7,9 +7,17 @@ from pathlib import Path
 
 
 class MetricLog:
-    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None):
+    """Appends to ``path``; ``resume_from=k`` first drops rows logged after step k (they belong
+    to iterations the resumed run repeats)."""
+
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None,
+                 resume_from: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None and self.path.is_file():
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= resume_from]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard_dir is not None:

@@ -110,7 +110,8 @@ def train(
         seconds = st.get("train_seconds", 0.0)
     else:
         torch.manual_seed(cfg.seed)
-    log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None)
+    log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None,
+                    resume_from=start if resume else None)
 
     def checkpoint(it: int) -> None:
         meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,

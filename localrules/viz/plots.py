@@ -45,3 +45,46 @@ def plot_magnitudes(results: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_heatmap(results: dict, path: str | Path) -> Path:
+    """MetaNCA Figure 2: mean accuracy per [n_in, X, Y, n_out]; meta-training cells outlined."""
+    import numpy as np
+
+    cells = results["cells"]
+    xs = sorted({c["x"] for c in cells})
+    ys = sorted({c["y"] for c in cells})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for c in cells:
+        grid[ys.index(c["y"]), xs.index(c["x"])] = c["mean_accuracy"]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(xs), 0.8 + 0.5 * len(ys)))
+    im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
+    for c in cells:
+        i, j = ys.index(c["y"]), xs.index(c["x"])
+        ax.text(j, i, f"{c['mean_accuracy']:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if c["mean_accuracy"] < np.nanmean(grid) else "black")
+        if c.get("in_training"):
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
+           xlabel="X", ylabel="Y", title="Mean test accuracy of grown networks [in, X, Y, out]")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_zeroout(results: dict, path: str | Path) -> Path:
+    """MetaNCA Figure 3: mean test accuracy over rule updates, zero-out marked."""
+    acc = results["accuracy"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(range(1, len(acc) + 1), acc)
+    ax.axvline(results["zero_out_at"] + 1, color="grey", ls=":", label="zero-out")
+    ax.set(xlabel="rule update", ylabel="mean test accuracy", ylim=(0, 1),
+           title=f"Zero-out: a whole layer + {results['frac']:.0%} of the other weights")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -16,7 +16,7 @@ def test_help_lists_commands():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "run" in res.output and "eval" in res.output
     for cmd in ("run", "eval"):
-        res = runner.invoke(app, [cmd, "--help"])
+        res = runner.invoke(app, [cmd, "mnist-selfclassify", "--help"])
         assert res.exit_code == 0 and "--device" in res.output
 
 
@@ -81,3 +81,39 @@ def test_run_pretrained_evaluates_shipped_model(tmp_path, mnist_dir):
     out = json.loads((tmp_path / "eval.json").read_text())
     assert out["n_digits"] == 20 and len(out["accuracy"]) == 400
     assert (tmp_path / "cells.gif").exists()
+
+
+def test_metanca_run_and_studies_on_iris(tmp_path):
+    run_dir = tmp_path / "rule"
+    res = runner.invoke(app, ["run", "metanca", "--dataset", "iris", "--arch", "4,8,3", "--iterations", "6",
+                              "--steps-min", "2", "--steps-max", "3", "--samples", "4", "--pool-size", "8",
+                              "--out", str(run_dir), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    ckpt = str(run_dir / "model.safetensors")
+    res = runner.invoke(app, ["run", "metanca", "--pretrained", ckpt, "--samples", "3", "--grow-steps", "2",
+                              "--device", "cpu"])
+    assert res.exit_code == 0 and "[4, 8, 3]: test accuracy" in res.output, res.output
+    hm = tmp_path / "hm.json"
+    args = ["study", "heatmap", "--checkpoint", ckpt, "--x", "4,8", "--y", "3,8", "--samples", "3",
+            "--steps", "2", "--json", str(hm), "--png", str(tmp_path / "hm.png")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(hm.read_text())
+    assert len(out["cells"]) == 4 and all(0 <= c["mean_accuracy"] <= 1 for c in out["cells"])
+    assert [c["in_training"] for c in out["cells"]] == [False] * 4  # [4, X, Y, 3] vs trained [4, 8, 3]
+    res = runner.invoke(app, args[:5] + ["4,8,16"] + args[6:])  # resumes: only X = 16 is new
+    assert res.exit_code == 0 and "6 cells" in res.output, res.output
+    zo = tmp_path / "zo.json"
+    res = runner.invoke(app, ["study", "zeroout", "--checkpoint", ckpt, "--samples", "4", "--steps-before", "3",
+                              "--steps-after", "3", "--json", str(zo), "--png", str(tmp_path / "zo.png"),
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    z = json.loads(zo.read_text())
+    assert len(z["accuracy"]) == 7 and {"accuracy_before", "accuracy_min_after", "accuracy_recovered"} <= set(z)
+
+
+def test_metanca_bad_arch_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["run", "metanca", "--arch", "4,x,3", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "comma-separated integers" in res.output
+    res = runner.invoke(app, ["run", "metanca", "--arch", "5,8,3", "--out", str(tmp_path), "--iterations", "1"])
+    assert res.exit_code != 0

@@ -44,6 +44,8 @@ def test_resume_is_exact(tmp_path, small_digits):
     first = _task(small_digits)
     train(first, TrainConfig(**{**cfg.__dict__, "iterations": 3}), tmp_path / "b",
           torch.device("cpu"), progress=False)
+    with (tmp_path / "b" / "metrics.jsonl").open("a") as f:  # a crash after the checkpoint at 3
+        f.write('{"step": 4, "loss": 1.0}\n')
     resumed = _task(small_digits)  # fresh objects, state comes from disk
     train(resumed, cfg, tmp_path / "b", torch.device("cpu"), resume=True, progress=False)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):

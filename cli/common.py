@@ -1,0 +1,12 @@
+"""The command groups and shared option texts of the ``localrules`` CLI."""
+
+import typer
+
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+DATA_HELP = ("Folder with the four MNIST IDX files (.gz or plain); default $LOCALRULES_DATA, "
+             "then the cache, then a download.")
+
+run_app = typer.Typer(help="Train a system, or evaluate its shipped model with --pretrained.",
+                      no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a checkpoint with the system's paper protocol.", no_args_is_help=True)
+study_app = typer.Typer(help="Studies: heatmaps, zero-out robustness, stability.", no_args_is_help=True)

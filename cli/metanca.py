@@ -1,0 +1,198 @@
+"""``localrules run metanca`` and the MetaNCA studies (heatmap, zeroout, stability)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import DATA_HELP, DEVICE_HELP, run_app, study_app
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    iris = "iris"
+    digits = "digits"
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise typer.BadParameter(f"{what} must be positive integers, got {text!r}")
+    return vals
+
+
+def _default_archs(dataset: str) -> list[str]:
+    return {"mnist": ["784,10,10", "784,30,10,10", "784,50,30,10"],
+            "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"]}[dataset]
+
+
+def _setup(device: str, threads: Optional[int]):
+    import torch
+
+    from localrules.device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    return resolve_device(device)
+
+
+@run_app.command("metanca")
+def run_metanca(
+    dataset: Dataset = typer.Option(Dataset.iris, help="Task data: mnist (70k digits, 80/20 split), iris, or scikit-learn's 8x8 digits."),
+    arch: Optional[List[str]] = typer.Option(None, help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
+    out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
+    pretrained: Optional[Path] = typer.Option(None, help="Skip training: grow networks with this rule checkpoint and report test accuracy."),
+    iterations: int = typer.Option(2000, help="Meta-training iterations."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
+    steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
+    samples: int = typer.Option(16, help="Task networks grown per iteration."),
+    pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
+    zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
+    engine: str = typer.Option("dense", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
+    split_seed: int = typer.Option(0, help="Seed of the 80/20 train/test split (recorded in the checkpoint)."),
+    seed: int = typer.Option(0, help="Training seed."),
+    grow_steps: int = typer.Option(30, help="With --pretrained: rule updates to grow each network."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """MetaNCA: meta-train a local rule that grows the weights of task networks."""
+    import torch
+
+    from localrules.data.tabular import load_split
+    from localrules.tasks import metanca as mn
+    from localrules.train.loop import TrainConfig, train
+
+    dev = _setup(device, threads)
+    if pretrained is not None:
+        from localrules.studies.metanca_studies import grow_accuracy
+
+        rule, cfg, _ = mn.load(pretrained, dev)
+        data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+        for a in cfg.archs:
+            acc = grow_accuracy(rule, cfg, a, data, samples, grow_steps, seed)
+            typer.echo(f"{list(a)}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {samples} grown networks")
+        return
+    archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
+    cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size,
+                    zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed).validate()
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    torch.manual_seed(seed)
+    task = mn.MetaNCATask(cfg, data, dev)
+    tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
+                       steps_max=steps_max, seed=seed)
+    typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
+               f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
+    last = train(task, tcfg, out, dev, resume=resume)
+    typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+
+
+@study_app.command("heatmap")
+def study_heatmap(
+    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    x: str = typer.Option("10,20,30,40,50,60,70,80,90,100", help="First hidden layer sizes X."),
+    y: str = typer.Option("10,20,30,40,50,60,70,80,90,100", help="Second hidden layer sizes Y."),
+    samples: int = typer.Option(100, help="Networks grown per architecture."),
+    steps: int = typer.Option(30, help="Rule updates per grown network."),
+    json_out: Path = typer.Option(Path("runs/heatmap.json"), "--json", help="Results; an existing file with the same settings is resumed."),
+    png: Optional[Path] = typer.Option(None, help="Heatmap figure."),
+    workers: int = typer.Option(0, help="Worker processes (0 or 1: in this process)."),
+    seed: int = typer.Option(0, help="Seed of the initialisations."),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks."""
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import heatmap
+    from localrules.tasks import metanca as mn
+
+    _, cfg, _ = mn.load(checkpoint)
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed)
+    if png:
+        from localrules.viz.plots import plot_heatmap
+
+        plot_heatmap(res, png)
+    typer.echo(f"{len(res['cells'])} cells: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
+               f"best {res['best_cell']:.4f}; {json_out}")
+
+
+@study_app.command("zeroout")
+def study_zeroout(
+    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    arch: Optional[str] = typer.Option(None, help="Task architecture, e.g. 784,50,30,10 (default: the first meta-training one)."),
+    samples: int = typer.Option(100, help="Networks grown."),
+    steps_before: int = typer.Option(30, help="Rule updates before the zero-out."),
+    steps_after: int = typer.Option(60, help="Rule updates after it."),
+    frac: float = typer.Option(0.3, help="Fraction of the other weights zeroed besides one whole layer."),
+    json_out: Path = typer.Option(Path("runs/zeroout.json"), "--json"),
+    png: Optional[Path] = typer.Option(None, help="Accuracy-over-updates figure."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Zero-out robustness: accuracy before and after zeroing a layer and 30 % of the weights."""
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import zeroout_curve
+    from localrules.tasks import metanca as mn
+
+    dev = _setup(device, None)
+    rule, cfg, _ = mn.load(checkpoint, dev)
+    sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    res = zeroout_curve(rule, cfg, sizes, data, samples, steps_before, steps_after, frac, seed)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(res, indent=1))
+    if png:
+        from localrules.viz.plots import plot_zeroout
+
+        plot_zeroout(res, png)
+    typer.echo(f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
+               f"recovered {res['accuracy_recovered']:.4f}; {json_out}")
+
+
+@study_app.command("stability")
+def study_stability(
+    dataset: Dataset = typer.Option(Dataset.iris, help="Task data (the abstract: iris)."),
+    arch: str = typer.Option("4,16,3", help="Task architecture."),
+    iterations: int = typer.Option(2000, help="Meta-training iterations for each of the two rules."),
+    horizon: int = typer.Option(1000, help="Rule updates applied when measuring stability."),
+    samples: int = typer.Option(16, help="Networks averaged in the loss curve."),
+    out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Table 1: meta-train with and without sample pooling, then count stable updates."""
+    import torch
+
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import loss_curve, stability_numbers
+    from localrules.tasks import metanca as mn
+    from localrules.train.loop import TrainConfig, train
+
+    dev = _setup(device, None)
+    sizes = tuple(_ints(arch, "--arch"))
+    data = load_split(dataset.value, 0, data_dir)
+    rows = {}
+    for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):
+        torch.manual_seed(seed)
+        cfg = mn.Config(dataset=dataset.value, archs=(sizes,), pool_size=pool)
+        task = mn.MetaNCATask(cfg, data, dev)
+        train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=30,
+                                seed=seed), out / name, dev)
+        losses = loss_curve(task.model, cfg, sizes, data, samples, horizon, seed)
+        rows[name] = stability_numbers(losses)
+        rows[name]["loss_curve"] = losses.tolist()
+    (out / "stability.json").write_text(json.dumps(rows, indent=1))
+    for name, r in rows.items():
+        typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
+                   f"{r['updates_within_10pct']} updates within 10 % of it")

@@ -1,0 +1,148 @@
+"""MetaNCA studies: architecture-generalisation heatmap, zero-out robustness, stability.
+
+- :func:`heatmap`: for every [n_in, X, Y, n_out], grow ``samples`` networks from random
+  initialisations with the trained rule and report the mean / std test accuracy (Figure 2).
+  Cells run in worker processes and are written to the JSON as they finish, so an interrupted
+  run resumes where it stopped.
+- :func:`zeroout_curve`: accuracy over rule steps before and after zero-out (Figure 3).
+- :func:`stability`: updates to reach the minimum training loss, and updates after it that
+  stay within 10 % of it (Table 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from localrules.data.tabular import Split
+from localrules.tasks import metanca as mn
+
+
+def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int,
+                  seed: int = 0, chunk: int = 25) -> torch.Tensor:
+    """(samples,) test accuracies of networks grown for ``steps`` updates from random inits."""
+    torch.manual_seed(seed)
+    dev = next(rule.parameters()).device
+    topo = mn.topology(sizes, cfg.engine)
+    x, y = data.x_test.to(dev), data.y_test.to(dev)
+    accs = []
+    for lo in range(0, samples, chunk):
+        state = mn.init_networks(topo, min(chunk, samples - lo), cfg, dev)
+        state, _ = mn.grow(rule, topo, state, steps)
+        accs.append(mn.accuracy(mn.task_forward(topo, state, x, cfg.activation), y))
+    return torch.cat(accs)
+
+
+def _heatmap_cell(args):
+    checkpoint, data, x, y, samples, steps, seed = args
+    torch.set_num_threads(1)
+    rule, cfg, _ = mn.load(checkpoint)
+    sizes = (data.n_features, x, y, data.n_classes)
+    acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
+    return {"x": x, "y": y, "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0}
+
+
+def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path, workers: int = 0,
+            seed: int = 0, progress: bool = True) -> dict:
+    """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``."""
+    _, cfg, _ = mn.load(checkpoint)
+    trained = {tuple(a) for a in cfg.archs}
+    key = {"checkpoint": str(checkpoint), "samples": samples, "steps": steps, "seed": seed,
+           "split_seed": data.seed}
+    path = Path(json_path)
+    done = {}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if {k: old.get(k) for k in key} == key:
+            done = {(c["x"], c["y"]): c for c in old["cells"]}
+    todo = [(x, y) for x in xs for y in ys if (x, y) not in done]
+
+    def save():
+        cells = [done[k] for k in sorted(done)]
+        for c in cells:
+            c["in_training"] = (data.n_features, c["x"], c["y"], data.n_classes) in trained
+        out = {**key, "cells": cells}
+        if cells:
+            means = [c["mean_accuracy"] for c in cells]
+            out.update(mean_over_cells=sum(means) / len(means), worst_cell=min(means), best_cell=max(means))
+        tmp = path.with_suffix(".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(out, indent=1))
+        os.replace(tmp, path)
+        return out
+
+    jobs = [(str(checkpoint), data, x, y, samples, steps, seed) for x, y in todo]
+    bar = tqdm(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
+                c = fut.result()
+                done[(c["x"], c["y"])] = c
+                save()
+                bar.update()
+    else:
+        for j in jobs:
+            c = _heatmap_cell(j)
+            done[(c["x"], c["y"])] = c
+            save()
+            bar.update()
+    bar.close()
+    return save()
+
+
+@torch.no_grad()
+def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_before: int,
+                  steps_after: int, frac: float = 0.3, seed: int = 0) -> dict:
+    """Mean test accuracy after every update; zero-out (a whole layer + ``frac``) at ``steps_before``."""
+    torch.manual_seed(seed)
+    dev = next(rule.parameters()).device
+    topo = mn.topology(sizes, cfg.engine)
+    x, y = data.x_test.to(dev), data.y_test.to(dev)
+    state = mn.init_networks(topo, samples, cfg, dev)
+    state, before = mn.grow(rule, topo, state, steps_before, x, y, cfg.activation)
+    state = mn.zero_out_networks(topo, state, frac)
+    at_zero = mn.accuracy(mn.task_forward(topo, state, x, cfg.activation), y)
+    state, after = mn.grow(rule, topo, state, steps_after, x, y, cfg.activation)
+    curve = [a.mean().item() for a in before] + [at_zero.mean().item()] + [a.mean().item() for a in after]
+    acc_before = curve[steps_before - 1]
+    return {
+        "sizes": list(sizes), "samples": samples, "zero_out_at": steps_before, "frac": frac,
+        "accuracy": curve,  # entry t-1: after t updates; entry steps_before: right after zero-out
+        "accuracy_before": acc_before,
+        "accuracy_min_after": min(curve[steps_before:]),
+        "accuracy_recovered": curve[-1],
+        "recovered_within_0.02": acc_before - curve[-1] <= 0.02,
+    }
+
+
+@torch.no_grad()
+def loss_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int, seed: int = 0):
+    """Mean training cross-entropy of grown networks after every update: (steps,) tensor."""
+    torch.manual_seed(seed)
+    dev = next(rule.parameters()).device
+    topo = mn.topology(sizes, cfg.engine)
+    x, y = data.x_train.to(dev), data.y_train.to(dev)
+    state = mn.init_networks(topo, samples, cfg, dev)
+    losses = []
+    for _ in range(steps):
+        state = rule.step(topo, state[..., :0], state, None)
+        logits = mn.task_forward(topo, state, x, cfg.activation)
+        losses.append(F.cross_entropy(logits.flatten(0, 1), y.repeat(samples)).item())
+    return torch.tensor(losses)
+
+
+def stability_numbers(losses: torch.Tensor, tolerance: float = 0.1) -> dict:
+    """Updates to reach the minimum loss, and updates after it with loss <= (1 + tol) * min
+    before the first excursion above that band."""
+    t_min = int(losses.argmin())
+    band = losses[t_min] * (1 + tolerance)
+    after = losses[t_min + 1 :]
+    over = (after > band).nonzero()
+    within = int(over[0]) if len(over) else len(after)
+    return {"updates_to_min": t_min + 1, "min_loss": losses[t_min].item(), "updates_within_10pct": within}
