@@ -1,5 +1,9 @@
 """The command groups and shared option texts of the ``localrules`` CLI."""
 
+import shlex
+import sys
+from pathlib import Path
+
 import typer
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
@@ -10,3 +14,9 @@ run_app = typer.Typer(help="Train a system, or evaluate its shipped model with -
                       no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate a checkpoint with the system's paper protocol.", no_args_is_help=True)
 study_app = typer.Typer(help="Studies: heatmaps, zero-out robustness, stability.", no_args_is_help=True)
+
+
+def command_line() -> str:
+    """The command as typed, recorded in checkpoints for model cards."""
+    return shlex.join(["localrules", *sys.argv[1:]]) if Path(sys.argv[0]).name == "localrules" \
+        else shlex.join(sys.argv)

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, run_app, study_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, run_app, study_app
 
 
 class Dataset(str, Enum):
@@ -92,7 +92,7 @@ def run_metanca(
                        steps_max=steps_max, seed=seed)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
-    last = train(task, tcfg, out, dev, resume=resume)
+    last = train(task, tcfg, out, dev, resume=resume, command=command_line())
     typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, eval_app, run_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app
 
 
 class Loss(str, Enum):
@@ -77,7 +77,8 @@ def run_selfclassify(
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, device={dev}")
-    last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard)
+    last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
+                 command=command_line())
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 

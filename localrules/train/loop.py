@@ -88,14 +88,16 @@ def train(
     resume: bool = False,
     tensorboard: bool = False,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, float]:
     """Train ``task.model`` in place; writes ``out_dir/{model.safetensors,model.json,
-    train_state.pt,metrics.jsonl}``. Returns the last logged metrics."""
+    train_state.pt,metrics.jsonl}``. Returns the last logged metrics. ``command`` (the command
+    line) is recorded in the checkpoint, with every later ``--resume`` appended."""
     out = Path(out_dir)
     model = task.model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
-    start, seconds = 0, 0.0
+    start, seconds, commands = 0, 0.0, []
     state_path = out / "train_state.pt"
     if resume:
         if not state_path.is_file():
@@ -108,19 +110,23 @@ def train(
         _set_rng_state(st["rng"], device)
         start = st["iteration"]
         seconds = st.get("train_seconds", 0.0)
+        commands = st.get("commands", [])
     else:
         torch.manual_seed(cfg.seed)
+    if command:
+        commands = [*commands, {"command": command, "from_iteration": start}]
     log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None,
                     resume_from=start if resume else None)
 
     def checkpoint(it: int) -> None:
         meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,
-                "train_seconds": seconds, "hardware": hardware(device)}
+                "train_seconds": seconds, "hardware": hardware(device), "commands": commands}
         save_model(out / "model", model, meta)
         save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "task": task.extra_state(),
             "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
+            "commands": commands,
         })
 
     last: dict[str, float] = {}

@@ -70,6 +70,7 @@ def test_run_trains_and_resumes(tmp_path, mnist_dir):
     assert steps[-1] == 6
     ckpt = json.loads((tmp_path / "r" / "model.json").read_text())
     assert ckpt["iteration"] == 6 and ckpt["task"]["loss"] == "l2"
+    assert [c["from_iteration"] for c in ckpt["commands"]] == [0, 4]
 
 
 def test_run_pretrained_evaluates_shipped_model(tmp_path, mnist_dir):
