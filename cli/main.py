@@ -2,12 +2,14 @@
 
     localrules run   mnist-selfclassify | metanca      train (or --pretrained: evaluate the shipped model)
     localrules eval  mnist-selfclassify                the paper's evaluation protocol
-    localrules study heatmap | zeroout | stability     MetaNCA studies
+    localrules run   restore                           train a restoration model (or --pretrained)
+    localrules eval  restore                           all restoration models on the same masked digits
+    localrules study heatmap | zeroout | stability     MetaNCA studies; restore-damage
 """
 
 import typer
 
-from . import metanca, selfclassify  # noqa: F401  (register the commands)
+from . import metanca, restore, selfclassify  # noqa: F401  (register the commands)
 from .common import eval_app, run_app, study_app
 
 app = typer.Typer(

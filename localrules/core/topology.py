@@ -24,7 +24,8 @@ class Grid2D:
     """Dense grid: x (B, H, W, C) -> p (B, H, W, P) by a same-padded 3x3 convolution."""
 
     def perceive(self, x: torch.Tensor, perception: MoorePerception) -> torch.Tensor:
-        y = F.conv2d(x.permute(0, 3, 1, 2), perception.weight, perception.bias, padding=1)
+        y = F.conv2d(x.permute(0, 3, 1, 2), perception.weight, perception.bias, padding=1,
+                     groups=perception.groups)
         return y.permute(0, 2, 3, 1)
 
 
@@ -116,7 +117,7 @@ class GridGraph(MessagePassing):
         """x (nodes, C) -> p (nodes, P)."""
         P = perception.out_dim
         # (nodes, 9P): each node's vector under all nine direction maps, picked per edge below
-        xw = x @ perception.weight.permute(1, 2, 3, 0).reshape(x.shape[-1], 9 * P)
+        xw = x @ perception.dense_weight().permute(1, 2, 3, 0).reshape(x.shape[-1], 9 * P)
         return self.propagate(self.edge_index, xw=xw, edge_dir=self.edge_dir) + perception.bias
 
     def message(self, xw_j: torch.Tensor, edge_dir: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@
 - :func:`damage`: erase the states of a random fraction of cells.
 - :func:`zero_out`: zero one random whole tensor (e.g. a layer) and a fraction of the entries
   of the others (MetaNCA's robustness perturbation).
+- :func:`mask_pixels`: blank an exact fraction of each image's pixels (the restoration task).
 """
 
 from __future__ import annotations
@@ -47,3 +48,20 @@ def zero_out(
             keep = torch.rand(t.shape, generator=generator).to(t.device) >= frac
             out.append(t * keep)
     return out, whole
+
+
+def mask_pixels(images: torch.Tensor, frac: float, generator: torch.Generator | None = None):
+    """Blank exactly round(frac * H * W) random pixels of each image.
+
+    images (B, H, W) -> (masked images, keep mask (B, H, W) bool); blanked pixels are 0 and the
+    visible ones are untouched.
+    """
+    if not 0.0 <= frac <= 1.0:
+        raise ValueError(f"mask fraction must be in [0, 1], got {frac}")
+    B, H, W = images.shape
+    n_blank = int(round(frac * H * W))
+    order = torch.rand(B, H * W, generator=generator).argsort(1)
+    keep = torch.ones(B, H * W, dtype=torch.bool)
+    keep.scatter_(1, order[:, :n_blank], False)
+    keep = keep.reshape(B, H, W).to(images.device)
+    return images * keep, keep

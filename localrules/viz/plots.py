@@ -88,3 +88,21 @@ def plot_zeroout(results: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_restorations(images, restored: dict, path: str | Path, n: int = 8) -> Path:
+    """Rows: masked input, each model's restoration, the clean digit; columns: n test digits."""
+    keep = restored["keep"]
+    rows = [("masked input", images * keep)] + [(k, v) for k, v in restored.items() if k != "keep"]
+    rows.append(("clean", images))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n + 1.2, 1.1 * len(rows)))
+    for r, (name, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(imgs[c].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -8,7 +8,7 @@ from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception,
 
 def _model(C=6, P=12, out=5, kind="learned"):
     per = MoorePerception(C, P, kind)
-    rule = Rule(per.out_dim, (16,), out, relu_input=kind == "learned")
+    rule = Rule(per.out_dim, (16,), out, relu_input=kind != "sobel")
     torch.nn.init.normal_(rule.mlp[-1].weight, std=0.3)  # non-trivial updates
     return NCA(per, rule, fire_rate=0.5)
 
@@ -24,7 +24,7 @@ def _flat(t):
     return t.reshape(-1, t.shape[-1])
 
 
-@pytest.mark.parametrize("kind", ["learned", "sobel"])
+@pytest.mark.parametrize("kind", ["learned", "sobel", "depthwise"])
 def test_dense_alive_graph_step_equal(kind):
     nca = _model(kind=kind)
     pix, alive, state = _batch()
