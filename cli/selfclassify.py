@@ -65,7 +65,7 @@ def run_selfclassify(
     if pretrained:
         _eval_report(ms.pretrained_path(loss.value), n=n, steps=400, mutate_at=200, out=out,
                      json_path=out / "eval.json", device=dev, data_dir=data_dir,
-                     engine=engine.value, noise=None, batch_size=1000, seed=seed)
+                     engine=engine.value, noise=None, batch_size=0, seed=seed)
         return
     cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size, perception=perception.value,
                     pool_size=pool_size, engine=engine.value).validate()
@@ -98,6 +98,8 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         pixels, y = to_unit_pixels(x), torch.as_tensor(y)
     if n:
         pixels, y = pixels[:n], y[:n]
+    if not batch_size:
+        batch_size = 1000 if device.type == "cuda" else 50
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, device=device,
                               noise_std=noise, steps=steps, mutate_at=mutate_at or None,
                               batch_size=batch_size, engine=engine, seed=seed)
@@ -124,7 +126,7 @@ def eval_selfclassify(
     plots: Optional[Path] = typer.Option(None, help="Folder for curves.png, magnitudes.png and cells.gif."),
     noise: Optional[float] = typer.Option(None, help="Residual-noise std during evaluation (default: as the model trained)."),
     engine: EngineName = typer.Option(EngineName.alive, help="alive (fast), dense or graph: the same model; results differ only through the random update masks."),
-    batch_size: int = typer.Option(1000, help="Digits evolved at once."),
+    batch_size: int = typer.Option(0, help="Digits evolved at once (0 = auto: 50 on CPU, where small batches stay in cache and run 2x faster than 1000, and 1000 on CUDA)."),
     seed: int = typer.Option(0, help="Seed for update masks, noise and mutation targets."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),

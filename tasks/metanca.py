@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from localrules.core import NCA, Rule
 from localrules.core.weightgraph import DenseLayers, WeightGraph, positional_code
 from localrules.data.tabular import Split
-from localrules.train.checkpoint import load_model_files
+from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 
@@ -204,11 +204,8 @@ class MetaNCATask:
 
 
 def load(path: str | Path, device="cpu") -> tuple[NCA, Config, dict]:
-    weights, meta = load_model_files(path)
-    task_meta = meta.get("task", meta)
-    if task_meta.get("name") != "metanca":
-        raise ValueError(f"{path} is not a metanca checkpoint (name={task_meta.get('name')!r})")
-    cfg = Config.from_dict({k: v for k, v in task_meta.items() if k != "name"})
+    weights, fields, meta = read_checkpoint(path, "metanca")
+    cfg = Config.from_dict(fields)
     model = build_rule(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, meta

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception, Rule
-from localrules.train.checkpoint import load_model_files
+from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import mutate
 from localrules.train.pool import SamplePool
 
@@ -219,11 +219,8 @@ def pretrained_path(loss: str = "l2") -> Path:
 
 def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[NCA, Config, dict]:
     """Model, its Config and the whole JSON metadata from a checkpoint written by training."""
-    weights, meta = load_model_files(path)
-    task_meta = meta.get("task", meta)
-    if task_meta.get("name") != "mnist-selfclassify":
-        raise ValueError(f"{path} is not a mnist-selfclassify checkpoint (name={task_meta.get('name')!r})")
-    cfg = Config.from_dict({k: v for k, v in task_meta.items() if k != "name"})
+    weights, fields, meta = read_checkpoint(path, "mnist-selfclassify")
+    cfg = Config.from_dict(fields)
     model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, meta

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from localrules.core import NCA, Grid2D, MoorePerception, Rule
-from localrules.train.checkpoint import load_model_files
+from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import damage as damage_cells
 from localrules.train.perturb import mask_pixels
 
@@ -191,11 +191,8 @@ class RestoreTask:
 
 
 def load(path: str | Path, device="cpu") -> tuple[nn.Module, Config, dict]:
-    weights, meta = load_model_files(path)
-    task_meta = meta.get("task", meta)
-    if task_meta.get("name") != "restore":
-        raise ValueError(f"{path} is not a restore checkpoint (name={task_meta.get('name')!r})")
-    cfg = Config(**{k: v for k, v in task_meta.items() if k != "name"}).validate()
+    weights, fields, meta = read_checkpoint(path, "restore")
+    cfg = Config(**fields).validate()
     model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, meta

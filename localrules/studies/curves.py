@@ -37,7 +37,7 @@ def selfclassify_curves(
     labels: torch.Tensor,
     steps: int = 400,
     mutate_at: int | None = 200,
-    batch_size: int = 1000,
+    batch_size: int = 50,
     engine: str = "alive",
     noise_std: float = 0.0,
     seed: int = 0,

@@ -56,3 +56,12 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_state(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(weights, the task's config fields, all metadata) of a checkpoint of task ``name``."""
+    weights, meta = load_model_files(path)
+    task = meta.get("task", meta)
+    if task.get("name") != name:
+        raise ValueError(f"{path} is not a {name} checkpoint (it says {task.get('name')!r})")
+    return weights, {k: v for k, v in task.items() if k != "name"}, meta

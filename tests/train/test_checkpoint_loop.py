@@ -27,7 +27,7 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_load_rejects_other_checkpoints(tmp_path):
     save_model(tmp_path / "m", torch.nn.Linear(2, 2), {"task": {"name": "restore"}})
-    with pytest.raises(ValueError, match="not a mnist-selfclassify"):
+    with pytest.raises(ValueError, match="not a mnist-selfclassify checkpoint"):
         ms.load(tmp_path / "m")
     with pytest.raises(FileNotFoundError):
         ms.load(tmp_path / "missing")
