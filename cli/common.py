@@ -20,3 +20,14 @@ def command_line() -> str:
     """The command as typed, recorded in checkpoints for model cards."""
     return shlex.join(["localrules", *sys.argv[1:]]) if Path(sys.argv[0]).name == "localrules" \
         else shlex.join(sys.argv)
+
+
+def setup(device: str, threads: int | None = None):
+    """Resolve ``--device`` and apply ``--threads``; returns the torch.device."""
+    import torch
+
+    from localrules.device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    return resolve_device(device)

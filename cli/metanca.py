@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, run_app, study_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, run_app, setup, study_app
 
 
 class Dataset(str, Enum):
@@ -31,16 +31,6 @@ def _ints(text: str, what: str) -> list[int]:
 def _default_archs(dataset: str) -> list[str]:
     return {"mnist": ["784,10,10", "784,30,10,10", "784,50,30,10"],
             "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"]}[dataset]
-
-
-def _setup(device: str, threads: Optional[int]):
-    import torch
-
-    from localrules.device import resolve_device
-
-    if threads:
-        torch.set_num_threads(threads)
-    return resolve_device(device)
 
 
 @run_app.command("metanca")
@@ -72,7 +62,7 @@ def run_metanca(
     from localrules.tasks import metanca as mn
     from localrules.train.loop import TrainConfig, train
 
-    dev = _setup(device, threads)
+    dev = setup(device, threads)
     if pretrained is not None:
         from localrules.studies.metanca_studies import grow_accuracy
 
@@ -144,7 +134,7 @@ def study_zeroout(
     from localrules.studies.metanca_studies import zeroout_curve
     from localrules.tasks import metanca as mn
 
-    dev = _setup(device, None)
+    dev = setup(device, None)
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
@@ -179,7 +169,7 @@ def study_stability(
     from localrules.tasks import metanca as mn
     from localrules.train.loop import TrainConfig, train
 
-    dev = _setup(device, None)
+    dev = setup(device, None)
     sizes = tuple(_ints(arch, "--arch"))
     data = load_split(dataset.value, 0, data_dir)
     rows = {}

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, study_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup, study_app
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 
@@ -66,13 +66,10 @@ def run_restore(
 
     from localrules.data.arrays import to_unit_pixels
     from localrules.data.mnist import load_mnist
-    from localrules.device import resolve_device
     from localrules.tasks import restore as rs
     from localrules.train.loop import TrainConfig, train
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = setup(device, threads)
     if pretrained is not None:
         _eval(pretrained, n, 0.7, None, None, dev, data_dir, seed)
         return
@@ -121,9 +118,7 @@ def eval_restore(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
 ):
     """All restoration models and the interpolation floor on the same masked test digits."""
-    from localrules.device import resolve_device
-
-    _eval(models, n, mask_frac, json_out, png, resolve_device(device), data_dir, seed)
+    _eval(models, n, mask_frac, json_out, png, setup(device), data_dir, seed)
 
 
 @study_app.command("restore-damage")
@@ -137,10 +132,9 @@ def study_restore_damage(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
 ):
     """Robustness: digit-ID accuracy drop when 30 % of the lattice cells are zeroed mid-run."""
-    from localrules.device import resolve_device
     from localrules.studies.restore_eval import damage_study
 
-    dev = resolve_device(device)
+    dev = setup(device)
     restorers, classifier = _load_models(models, dev)
     images, labels = _test_digits(n, data_dir, dev)
     res = damage_study(restorers, classifier, images, labels, 0.7, damage_frac, seed)

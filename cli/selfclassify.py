@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup
 
 
 class Loss(str, Enum):
@@ -55,13 +55,10 @@ def run_selfclassify(
     import torch
 
     from localrules.data.mnist import load_mnist
-    from localrules.device import resolve_device
     from localrules.tasks import mnist_selfclassify as ms
     from localrules.train.loop import TrainConfig, train
 
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = setup(device, threads)
     if pretrained:
         _eval_report(ms.pretrained_path(loss.value), n=n, steps=400, mutate_at=200, out=out,
                      json_path=out / "eval.json", device=dev, data_dir=data_dir,
@@ -133,16 +130,12 @@ def eval_selfclassify(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
 ):
     """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
-    import torch
-
-    from localrules.device import resolve_device
     from localrules.tasks import mnist_selfclassify as ms
 
-    if threads:
-        torch.set_num_threads(threads)
+    dev = setup(device, threads)
     ckpt = checkpoint or ms.pretrained_path("l2")
     if not ckpt.with_suffix(".safetensors").is_file():
         raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
     _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
-                 device=resolve_device(device), data_dir=data_dir, engine=engine.value,
+                 device=dev, data_dir=data_dir, engine=engine.value,
                  noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels)

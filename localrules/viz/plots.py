@@ -10,6 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: str | Path, dpi: int = 120) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def _steps(values):
     return range(1, len(values) + 1)
 
@@ -25,10 +32,7 @@ def plot_curves(results: dict, path: str | Path, label: str = "model") -> Path:
         ax.set(title=title, xlabel="step", ylim=(0, 100), xlim=(0, len(results[key])))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_magnitudes(results: dict, path: str | Path) -> Path:
@@ -41,10 +45,7 @@ def plot_magnitudes(results: dict, path: str | Path) -> Path:
     ax.set(title="Magnitude of alive cells' states", xlabel="step", ylabel="mean |value|", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_heatmap(results: dict, path: str | Path) -> Path:
@@ -68,10 +69,7 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
            xlabel="X", ylabel="Y", title="Mean test accuracy of grown networks [in, X, Y, out]")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_zeroout(results: dict, path: str | Path) -> Path:
@@ -84,10 +82,7 @@ def plot_zeroout(results: dict, path: str | Path) -> Path:
            title=f"Zero-out: a whole layer + {results['frac']:.0%} of the other weights")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_restorations(images, restored: dict, path: str | Path, n: int = 8) -> Path:
@@ -102,7 +97,4 @@ def plot_restorations(images, restored: dict, path: str | Path, n: int = 8) -> P
             ax.imshow(imgs[c].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=110)

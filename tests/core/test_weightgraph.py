@@ -41,7 +41,7 @@ def test_graph_runs_a_dag_with_a_skip_connection():
     x = torch.randn(1, g.n_cells, 1)
     p = g.perceive(x)[0]
     blocks = g.split(x)
-    skip, last = blocks[1][0, ..., 0], blocks[2][0, ..., 0]
+    last = blocks[2][0, ..., 0]
     first = blocks[0][0, ..., 0]
     # an input->hidden weight (block 0, row 1, col 0) enters hidden neuron 1; leaving it: last[:, 1]
     torch.testing.assert_close(p[1 * 4 + 0, 1], last[:, 1].mean())
