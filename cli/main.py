@@ -4,7 +4,7 @@
     localrules eval  mnist-selfclassify                the paper's evaluation protocol
     localrules run   restore                           train a restoration model (or --pretrained)
     localrules eval  restore                           all restoration models on the same masked digits
-    localrules study heatmap | zeroout | stability     MetaNCA studies; restore-damage
+    localrules study heatmap | zeroout | stability | transfer   MetaNCA studies; restore-damage
 """
 
 import typer

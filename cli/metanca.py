@@ -48,6 +48,7 @@ def run_metanca(
     pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
     zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
     engine: str = typer.Option("dense", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
+    data_conditioned: bool = typer.Option(False, "--data-conditioned", help="Beyond the abstract: the rule also reads neuron activations and errors on a data batch (a learned local learning rule)."),
     split_seed: int = typer.Option(0, help="Seed of the 80/20 train/test split (recorded in the checkpoint)."),
     seed: int = typer.Option(0, help="Training seed."),
     grow_steps: int = typer.Option(30, help="With --pretrained: rule updates to grow each network."),
@@ -74,7 +75,8 @@ def run_metanca(
         return
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size,
-                    zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed).validate()
+                    zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
+                    data_conditioned=data_conditioned).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
@@ -186,3 +188,39 @@ def study_stability(
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
                    f"{r['updates_within_10pct']} updates within 10 % of it")
+
+
+@study_app.command("transfer")
+def study_transfer(
+    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    dataset: Dataset = typer.Option(Dataset.digits, help="A task the rule may not have been meta-trained on."),
+    arch: str = typer.Option("64,30,10", help="Task architecture for that dataset."),
+    samples: int = typer.Option(100, help="Networks grown."),
+    steps: int = typer.Option(30, help="Rule updates per network."),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Grow networks for another dataset with a trained rule: does the rule transfer?"""
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import grow_accuracy
+    from localrules.tasks import metanca as mn
+
+    dev = setup(device)
+    rule, cfg, _ = mn.load(checkpoint, dev)
+    sizes = tuple(_ints(arch, "--arch"))
+    data = load_split(dataset.value, 0, data_dir)
+    if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
+        raise typer.BadParameter(f"{dataset.value} needs {data.n_features} inputs and {data.n_classes} outputs",
+                                 param_hint="--arch")
+    acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
+    res = {"checkpoint": str(checkpoint), "trained_on": cfg.dataset, "data_conditioned": cfg.data_conditioned,
+           "dataset": dataset.value, "arch": list(sizes), "samples": samples, "steps": steps,
+           "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0,
+           "chance": 1.0 / data.n_classes}
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=1))
+    typer.echo(f"{dataset.value} {list(sizes)}: {res['mean_accuracy']:.4f} +- {res['std']:.4f} "
+               f"(chance {res['chance']:.2f}); rule meta-trained on {cfg.dataset}")

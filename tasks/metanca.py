@@ -50,6 +50,7 @@ class Config:
     data_batch: int = 512
     split_seed: int = 0
     engine: str = "dense"  # dense (fast, chain MLPs) | graph (PyG, any DAG)
+    data_conditioned: bool = False  # perception also holds neuron activations and errors
 
     @property
     def hidden_state(self) -> int:
@@ -80,8 +81,8 @@ class Config:
 
 def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
-    return NCA(None, Rule(3 * cfg.channels, cfg.rule_hidden, cfg.channels, relu_input=False),
-               cfg.fire_rate)
+    n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
+    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False), cfg.fire_rate)
 
 
 def topology(sizes, engine: str = "dense"):
@@ -99,9 +100,15 @@ def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
 
 
 def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "relu") -> torch.Tensor:
-    """Run the S task networks whose weights are ``state[..., 0]`` on x (D, n_0) -> (S, D, n_L).
+    """Run the S task networks whose weights are ``state[..., 0]`` on x (D, n_0) -> (S, D, n_L)."""
+    return forward_layers(topo, state, x, activation)[0][len(topo.sizes) - 1]
 
-    z_dst = sum over blocks into dst of a_src W^T (+ b_dst); hidden layers use ``activation``.
+
+def forward_layers(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "relu"):
+    """Pre-activations z and activations a of every layer: ({layer: (S, D, n_l)}, {layer: ...}).
+
+    z_dst = sum over blocks into dst of a_src W^T (+ b_dst); hidden layers use ``activation``;
+    blocks must come sorted by destination layer.
     """
     act = ACTIVATIONS[activation]
     S = state.shape[0]
@@ -111,12 +118,66 @@ def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "
         W = m[..., 0]  # (S, n_out, n_in [+ 1])
         n_in = topo.sizes[b.src]
         if b.src not in acts:
-            acts[b.src] = act(z.pop(b.src))
+            acts[b.src] = act(z[b.src])
         out = torch.einsum("sdi,soi->sdo", acts[b.src], W[..., :n_in])
         if W.shape[-1] > n_in:
             out = out + W[..., n_in][:, None]
         z[b.dst] = z[b.dst] + out if b.dst in z else out
-    return z[len(topo.sizes) - 1]
+    last = len(topo.sizes) - 1
+    acts[last] = z[last]
+    return z, acts
+
+
+SIGNAL_SCALE = torch.tensor([1.0, 10.0])  # activations, errors (errors are ~10x smaller)
+
+
+def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activation: str = "relu"):
+    """(S, nodes, 2): per neuron, tanh of its mean activation and of 10 x its mean error dL/dz
+    over the batch x, y.
+
+    Inputs have activation x and no error; bias neurons have activation 1 and no error; the
+    output neurons' activation is the logit. Computed on detached weights (no meta-gradient).
+    """
+    with torch.enable_grad():
+        w = state.detach().requires_grad_()  # makes every z part of a graph we can differentiate
+        z, acts = forward_layers(topo, w, x, activation)
+        hidden = [z[l] for l in sorted(z)]
+        last = len(topo.sizes) - 1
+        loss = F.cross_entropy(z[last].flatten(0, 1), y.repeat(len(w)), reduction="sum") / len(x)
+        grads = torch.autograd.grad(loss, hidden)
+    S = len(w)
+    sig = state.new_zeros(S, topo.n_nodes, 2)
+    off = topo.layer_offset
+    for l, a in acts.items():
+        sig[:, off[l] : off[l + 1], 0] = a.detach().mean(1)
+    for l, g in zip(sorted(z), grads):
+        sig[:, off[l] : off[l + 1], 1] = g.mean(1)
+    sig[:, off[-1] :, 0] = 1.0  # bias neurons
+    return torch.tanh(sig * SIGNAL_SCALE)  # bounded, so growing weights cannot blow the rule up
+
+
+class DataConditioned:
+    """Wraps a weight topology: perception gains [a_src, d_src, a_dst, d_dst] per weight, the mean
+    activation and error of the neuron it leaves and of the neuron it enters, on a data batch
+    (the variant the MetaNCA abstract names as future work: R becomes a learned local learning
+    rule). p = [x, x_f, x_b, signals]: (S, cells, 3C + 4)."""
+
+    def __init__(self, topo, x: torch.Tensor, y: torch.Tensor, activation: str, batch: int = 64):
+        self.topo, self.x, self.y, self.activation, self.batch = topo, x, y, activation, batch
+
+    def __getattr__(self, name):
+        return getattr(self.topo, name)
+
+    def perceive(self, x: torch.Tensor, perception=None) -> torch.Tensor:
+        d = torch.randint(len(self.x), (min(self.batch, len(self.x)),), device=self.x.device)
+        sig = neuron_signals(self.topo, x[..., :1], self.x[d], self.y[d], self.activation)
+        src, dst = self.topo.src.to(x.device), self.topo.dst.to(x.device)
+        return torch.cat([self.topo.perceive(x), sig[:, src], sig[:, dst]], -1)
+
+
+def conditioned(topo, cfg: "Config", x: torch.Tensor, y: torch.Tensor):
+    """The topology the rule runs on: data-conditioned when ``cfg.data_conditioned``."""
+    return DataConditioned(topo, x, y, cfg.activation) if cfg.data_conditioned else topo
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -160,7 +221,7 @@ class MetaNCATask:
         self.model = build_rule(cfg).to(device)
         self.x = data.x_train.to(device)
         self.y = data.y_train.to(device)
-        self.topos = {a: topology(a, cfg.engine) for a in cfg.archs}
+        self.topos = {a: conditioned(topology(a, cfg.engine), cfg, self.x, self.y) for a in cfg.archs}
         self.pools = {a: SamplePool(state=init_networks(t, cfg.pool_size, cfg, device))
                       for a, t in self.topos.items()} if cfg.pool_size else {}
 

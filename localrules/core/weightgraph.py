@@ -82,6 +82,9 @@ class DenseLayers:
         self.block_shapes = [(o, i + 1) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
         self.n_cells = sum(o * i for o, i in self.block_shapes)
         self.blocks = [Block(l, l + 1) for l in range(len(self.sizes) - 1)]
+        graph = WeightGraph(self.sizes)  # the same cell order: borrow its neuron ids per cell
+        self.src, self.dst, self.n_nodes = graph.src, graph.dst, graph.n_nodes
+        self.layer_offset = graph.layer_offset
 
     def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """(S, cells, C) -> per layer (S, n_{l+1}, n_l + 1, C)."""

@@ -24,12 +24,17 @@ from localrules.data.tabular import Split
 from localrules.tasks import metanca as mn
 
 
+def _topology(cfg: mn.Config, sizes, data: Split, device):
+    """The grown network's topology; a data-conditioned rule reads signals from the training split."""
+    return mn.conditioned(mn.topology(sizes, cfg.engine), cfg, data.x_train.to(device), data.y_train.to(device))
+
+
 def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int,
                   seed: int = 0, chunk: int = 25) -> torch.Tensor:
     """(samples,) test accuracies of networks grown for ``steps`` updates from random inits."""
     torch.manual_seed(seed)
     dev = next(rule.parameters()).device
-    topo = mn.topology(sizes, cfg.engine)
+    topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_test.to(dev), data.y_test.to(dev)
     accs = []
     for lo in range(0, samples, chunk):
@@ -102,7 +107,7 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
     """Mean test accuracy after every update; zero-out (a whole layer + ``frac``) at ``steps_before``."""
     torch.manual_seed(seed)
     dev = next(rule.parameters()).device
-    topo = mn.topology(sizes, cfg.engine)
+    topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_test.to(dev), data.y_test.to(dev)
     state = mn.init_networks(topo, samples, cfg, dev)
     state, before = mn.grow(rule, topo, state, steps_before, x, y, cfg.activation)
@@ -126,7 +131,7 @@ def loss_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: in
     """Mean training cross-entropy of grown networks after every update: (steps,) tensor."""
     torch.manual_seed(seed)
     dev = next(rule.parameters()).device
-    topo = mn.topology(sizes, cfg.engine)
+    topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_train.to(dev), data.y_train.to(dev)
     state = mn.init_networks(topo, samples, cfg, dev)
     losses = []

@@ -111,6 +111,12 @@ def test_metanca_run_and_studies_on_iris(tmp_path):
     assert res.exit_code == 0, res.output
     z = json.loads(zo.read_text())
     assert len(z["accuracy"]) == 7 and {"accuracy_before", "accuracy_min_after", "accuracy_recovered"} <= set(z)
+    res = runner.invoke(app, ["study", "transfer", "--checkpoint", ckpt, "--dataset", "digits", "--arch", "64,12,10",
+                              "--samples", "3", "--steps", "2", "--json", str(tmp_path / "tr.json"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "tr.json").read_text())["trained_on"] == "iris"
+    res = runner.invoke(app, ["study", "transfer", "--checkpoint", ckpt, "--arch", "4,12,10"])
+    assert res.exit_code != 0 and "64 inputs" in res.output
 
 
 def test_metanca_bad_arch_is_a_clear_error(tmp_path):

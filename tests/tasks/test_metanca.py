@@ -73,3 +73,31 @@ def test_tiny_meta_training_on_iris_lowers_the_loss(tmp_path):
     assert last < 0.85 * first, (first, last)
     model, loaded_cfg, _ = mn.load(tmp_path / "model.safetensors")
     assert loaded_cfg == cfg
+
+
+def test_neuron_signals_by_hand():
+    topo = DenseLayers([3, 2])
+    cfg = mn.Config()
+    state = mn.init_networks(topo, 1, cfg)
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    sig = mn.neuron_signals(topo, state, x, y)
+    W = topo.split(state[..., :1])[0][0, :, :, 0]  # (2, 4): [W | b]
+    z = (x @ W[:, :3].T + W[:, 3]).requires_grad_()
+    torch.nn.functional.cross_entropy(z, y).backward()
+    torch.testing.assert_close(sig[0, :3, 0], torch.tanh(x.mean(0)))  # inputs: activation x, no error
+    assert torch.all(sig[0, :3, 1] == 0)
+    torch.testing.assert_close(sig[0, 3:5, 0], torch.tanh(z.detach().mean(0)))
+    torch.testing.assert_close(sig[0, 3:5, 1], torch.tanh(10 * z.grad.mean(0)))
+    assert sig[0, 5, 0] == torch.tanh(torch.tensor(1.0)) and sig[0, 5, 1] == 0  # the bias neuron
+
+
+def test_data_conditioned_variant_trains_on_iris(tmp_path):
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=8, pool_size=32, data_conditioned=True)
+    task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
+    assert task.model.rule.mlp[0].in_features == 3 * cfg.channels + 4
+    tcfg = TrainConfig(iterations=60, steps_min=5, steps_max=8, lr=1e-3, lr_milestones=(),
+                       log_every=1, checkpoint_every=1000)
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert sum(r["loss"] for r in rows[-10:]) / 10 < sum(r["loss"] for r in rows[:5]) / 5
