@@ -5,11 +5,13 @@
     localrules run   restore                           train a restoration model (or --pretrained)
     localrules eval  restore                           all restoration models on the same masked digits
     localrules study heatmap | zeroout | stability | transfer   MetaNCA studies; restore-damage
+    localrules bench mnist-selfclassify | metanca      our engines against dense references
 """
 
 import typer
 
 from . import metanca, restore, selfclassify  # noqa: F401  (register the commands)
+from .bench import bench
 from .common import eval_app, run_app, study_app
 
 app = typer.Typer(
@@ -21,6 +23,7 @@ app = typer.Typer(
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(study_app, name="study")
+app.command("bench")(bench)
 
 
 def cli() -> None:

@@ -1,0 +1,55 @@
+"""``localrules bench``: time our engines against the dense references."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import DATA_HELP, DEVICE_HELP, setup
+
+
+class BenchSystem(str, Enum):
+    mnist_selfclassify = "mnist-selfclassify"
+    metanca = "metanca"
+
+
+def bench(
+    system: BenchSystem = typer.Argument(BenchSystem.mnist_selfclassify, help="Which engine to benchmark."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes: checks that it runs, not a measurement."),
+    repeats: int = typer.Option(3, help="Timed repetitions (best is reported)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+):
+    """Same weights and inputs through our engine and a plain dense PyTorch reference: checks they
+    agree, then reports train_speedup, eval_speedup, cell-steps/s and GFLOP/s."""
+    from localrules.bench.run import bench_metanca, bench_selfclassify
+
+    dev = setup(device, threads)
+    if system is BenchSystem.mnist_selfclassify:
+        from localrules.data.arrays import to_unit_pixels
+        from localrules.data.mnist import load_mnist
+
+        x, _ = load_mnist("test", data_dir)
+        kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
+        res = bench_selfclassify(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
+    else:
+        kw = dict(sizes=(20, 8, 6, 3), samples=2, steps=2, data_batch=8, repeats=1) if quick else {}
+        res = bench_metanca(dev, **{"repeats": repeats, **kw})
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=1))
+    t, e = res["train"], res["eval"]
+    typer.echo(f"{res['system']} on {res['machine']['cpu']} ({res['machine']['torch_threads']} threads, "
+               f"{dev}): agree={res['agreement']['ok']}")
+    for name, rows in (("train", t), ("eval", e)):
+        typer.echo(f"  {name}: engine {rows['engine']['seconds']:.4f} s ({rows['engine']['cell_steps_per_s']:.3g} "
+                   f"cell-steps/s), reference {rows['reference']['seconds']:.4f} s -> "
+                   f"{res[name + '_speedup']:.2f}x")
+    if not res["agreement"]["ok"]:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Benchmarks: the project's engines against plain dense PyTorch references."""

@@ -1,0 +1,213 @@
+"""``localrules bench``: our engines against the dense references, same weights and inputs.
+
+Each benchmark first checks that both paths agree (same random update masks and noise), then
+times training (forward + backward through the rollout) and evaluation (inference only), and
+reports cell-steps per second (dense-equivalent: every grid cell or weight counts), counted
+FLOPs per second, and the ratios ``train_speedup`` and ``eval_speedup`` (reference time /
+engine time).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from localrules.bench import reference as ref
+
+FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve")
+
+
+def machine(device: torch.device) -> dict:
+    info = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": str(device), "cpu": platform.machine(), "cpu_flags": []}
+    try:
+        text = open("/proc/cpuinfo").read()
+        names = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")]
+        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith(("flags", "Features"))), [])
+        info["cpu"] = names[0] if names else info["cpu"]
+        info["cpu_flags"] = [f for f in FLAGS if f in flags]
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _time(fn, repeats: int, device) -> float:
+    """Best-of-``repeats`` wall time of fn() in seconds (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _flops(fn) -> int:
+    with FlopCounterMode(display=False) as c:
+        fn()
+    return int(c.get_total_flops())
+
+
+def _row(seconds: float, cell_steps: int, flops: int) -> dict:
+    return {"seconds": seconds, "cell_steps_per_s": cell_steps / seconds, "gflop_per_s": flops / seconds / 1e9,
+            "flops": flops}
+
+
+def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int = 20,
+                       eval_digits: int = 200, eval_steps: int = 50, eval_batch: int = 50,
+                       repeats: int = 3, seed: int = 0) -> dict:
+    """pixels (N, 28, 28) in [0, 1]: real digits (their alive cells decide the work saved)."""
+    from localrules.tasks import mnist_selfclassify as ms
+
+    torch.manual_seed(seed)
+    model = ms.build_model(ms.Config()).to(device)
+    torch.nn.init.normal_(model.rule.mlp[-1].weight, std=0.05)  # non-trivial updates
+    C = model.rule.mlp[-1].out_features
+    px = pixels[:batch].to(device)[..., None]
+    H, W = px.shape[1:3]
+    labels = torch.randint(10, (batch,), device=device)
+    fires = torch.rand(steps, batch, H, W, 1, device=device) <= 0.5
+    noises = torch.randn(steps, batch, H, W, C, device=device)
+
+    def engine(run_backward=True, px=px, fires=fires, noises=noises, noise_std=0.02):
+        eng = ms.Engine("alive", px, torch.zeros(*px.shape[:3], C, device=device))
+        s = eng.pack(torch.zeros(*px.shape[:3], C, device=device))
+        for t in range(len(fires)):
+            s = model.step(eng.topology, eng.fixed, s, eng.alive, noise_std, eng.pack(fires[t]), eng.pack(noises[t]))
+        if run_backward:
+            tgt = labels[eng.alive_digit(*px.shape[:3])]
+            loss = ms.loss_fn("l2", ms.labels_of(s), tgt, len(px))
+            model.zero_grad()
+            loss.backward()
+            return loss.detach(), eng.unpack(s.detach())
+        return None, eng.unpack(s)
+
+    def dense(run_backward=True, px=px, fires=fires, noises=noises, noise_std=0.02):
+        x = torch.cat([px, torch.zeros(*px.shape[:3], C, device=device)], -1).permute(0, 3, 1, 2)
+        for t in range(len(fires)):
+            x = ref.selfclassify_step(model, x, fires[t].permute(0, 3, 1, 2), noise_std,
+                                      noises[t].permute(0, 3, 1, 2))
+        s = x[:, 1:].permute(0, 2, 3, 1)
+        if run_backward:
+            onehot = F.one_hot(labels, 10)[:, None, None].to(s) * (px > 0.1)
+            loss = ((s[..., -10:] - onehot) ** 2).sum() / 2 / len(px)
+            model.zero_grad()
+            loss.backward()
+            return loss.detach(), s.detach()
+        return None, s
+
+    l_e, s_e = engine()
+    g_e = [p.grad.clone() for p in model.parameters()]
+    l_d, s_d = dense()
+    g_d = [p.grad.clone() for p in model.parameters()]
+    agree = {"max_state_diff": (s_e - s_d).abs().max().item(), "loss_diff": (l_e - l_d).abs().item(),
+             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_d))}
+    agree["ok"] = agree["max_state_diff"] < 1e-3 and agree["max_grad_rel_diff"] < 1e-3
+
+    cells = batch * H * W * steps
+    train = {"engine": _row(_time(engine, repeats, device), cells, _flops(engine)),
+             "reference": _row(_time(dense, repeats, device), cells, _flops(dense))}
+
+    epx = pixels[:eval_digits].to(device)[..., None]
+    ef = torch.rand(eval_steps, eval_batch, H, W, 1, device=device) <= 0.5
+    en = torch.zeros(eval_steps, eval_batch, H, W, C, device=device)
+
+    def evaluate(path):
+        def run():
+            with torch.inference_mode():
+                for lo in range(0, len(epx), eval_batch):
+                    b = epx[lo : lo + eval_batch]
+                    path(False, b, ef[:, : len(b)], en[:, : len(b)], 0.0)
+        return run
+
+    ecells = len(epx) * H * W * eval_steps
+    evals = {"engine": _row(_time(evaluate(engine), repeats, device), ecells, _flops(evaluate(engine))),
+             "reference": _row(_time(evaluate(dense), repeats, device), ecells, _flops(evaluate(dense)))}
+    alive_frac = (pixels > 0.1).float().mean().item()
+    return {
+        "system": "mnist-selfclassify", "agreement": agree,
+        "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
+        "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
+        "train": train, "eval": evals, "alive_fraction": alive_frac,
+        "settings": {"batch": batch, "steps": steps, "eval_digits": len(epx), "eval_steps": eval_steps,
+                     "eval_batch": eval_batch, "repeats": repeats},
+        "machine": machine(device),
+    }
+
+
+def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int = 10,
+                  data_batch: int = 256, repeats: int = 3, seed: int = 0) -> dict:
+    """Batched DenseLayers growth of ``samples`` networks vs a per-network, per-layer loop."""
+    from localrules.core.weightgraph import DenseLayers
+    from localrules.tasks import metanca as mn
+
+    torch.manual_seed(seed)
+    cfg = mn.Config()
+    rule = mn.build_rule(cfg).to(device)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.05)
+    topo = DenseLayers(sizes)
+    state0 = mn.init_networks(topo, samples, cfg, device)
+    fires = torch.rand(steps, samples, topo.n_cells, 1, device=device) <= cfg.fire_rate
+    x = torch.randn(data_batch, sizes[0], device=device)
+    y = torch.randint(sizes[-1], (data_batch,), device=device)
+
+    def engine(run_backward=True):
+        s = state0
+        for t in range(steps):
+            s = rule.step(topo, s[..., :0], s, None, fire=fires[t])
+        if run_backward:
+            loss = F.cross_entropy(mn.task_forward(topo, s, x).flatten(0, 1), y.repeat(samples))
+            rule.zero_grad()
+            loss.backward()
+        return s.detach()
+
+    def loop(run_backward=True):
+        finals, loss = [], 0.0
+        for k in range(samples):
+            layers = [m[0] for m in topo.split(state0[k : k + 1])]
+            for t in range(steps):
+                layers = ref.metanca_step(rule, layers, [f[0] for f in topo.split(fires[t, k : k + 1].float())])
+            h = x
+            for l, m in enumerate(layers):
+                h = h @ m[:, :-1, 0].T + m[:, -1, 0]
+                h = torch.relu(h) if l + 1 < len(layers) else h
+            loss = loss + F.cross_entropy(h, y) / samples
+            finals.append(torch.cat([m.reshape(-1, m.shape[-1]) for m in layers]))
+        if run_backward:
+            rule.zero_grad()
+            loss.backward()
+        return torch.stack(finals).detach()
+
+    diff = (engine() - loop()).abs().max().item()
+    cells = samples * topo.n_cells * steps
+    train = {"engine": _row(_time(engine, repeats, device), cells, _flops(engine)),
+             "reference": _row(_time(loop, repeats, device), cells, _flops(loop))}
+
+    def no_grad(fn):
+        def run():
+            with torch.inference_mode():
+                fn(False)
+        return run
+
+    evals = {"engine": _row(_time(no_grad(engine), repeats, device), cells, _flops(no_grad(engine))),
+             "reference": _row(_time(no_grad(loop), repeats, device), cells, _flops(no_grad(loop)))}
+    return {
+        "system": "metanca", "agreement": {"max_state_diff": diff, "ok": diff < 1e-4},
+        "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
+        "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
+        "train": train, "eval": evals,
+        "settings": {"sizes": list(sizes), "samples": samples, "steps": steps, "data_batch": data_batch,
+                     "repeats": repeats},
+        "machine": machine(device),
+    }
