@@ -128,6 +128,9 @@ def eval_selfclassify(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
+    card_title: str = typer.Option("Model card", help="Title of the model card."),
+    card_notes: str = typer.Option("", help="Free text appended to the model card."),
 ):
     """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
     from localrules.tasks import mnist_selfclassify as ms
@@ -136,6 +139,11 @@ def eval_selfclassify(
     ckpt = checkpoint or ms.pretrained_path("l2")
     if not ckpt.with_suffix(".safetensors").is_file():
         raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
-    _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
+    res = _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
                  device=dev, data_dir=data_dir, engine=engine.value,
                  noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels)
+    if card:
+        from localrules.studies.report import model_card
+
+        card.write_text(model_card(ckpt, res, card_title, card_notes))
+        typer.echo(f"model card: {card}")

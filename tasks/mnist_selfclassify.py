@@ -16,6 +16,7 @@ L2 (or cross-entropy) loss on the label channels of alive cells.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,7 @@ class SelfClassifyTask:
         return {"name": "mnist-selfclassify", **asdict(self.cfg)}
 
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained"))
 PRETRAINED = {"l2": "mnist-selfclassify-l2noise", "ce": "mnist-selfclassify-ce"}
 
 

@@ -51,3 +51,44 @@ def selfclassify_report(
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1))
     return res
+
+
+PAPER = {  # Randazzo et al. 2020, table of Experiment 2 (percent -> fractions)
+    "l2+noise": {"top_accuracy": 0.954, "accuracy_at_200": 0.953, "top_agreement": 0.882, "agreement_at_200": 0.881},
+    "l2": {"top_accuracy": 0.950, "accuracy_at_200": 0.947, "top_agreement": 0.855, "agreement_at_200": 0.852},
+    "ce": {"top_accuracy": 0.962, "accuracy_at_200": 0.953, "top_agreement": 0.779, "agreement_at_200": 0.662},
+}
+
+
+def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -> str:
+    """Markdown model card from the checkpoint's metadata and an evaluation result."""
+    _, cfg, meta = ms.load(checkpoint)
+    variant = cfg.loss + ("+noise" if cfg.noise_std else "")
+    hw = meta.get("hardware", {})
+    cmds = meta.get("commands", [])
+    lines = [f"# {title}", "", f"Self-classifying MNIST NCA, {variant} variant: "
+             f"{sum(v.numel() for v in ms.build_model(cfg).parameters()):,} parameters, "
+             f"trained {meta.get('iteration', '?')} iterations.", "", "## Training", ""]
+    if cmds:
+        lines += ["Commands (each `--resume` continued exactly from the last checkpoint):", "", "```"]
+        lines += [f"{c['command']}    # from iteration {c['from_iteration']}" for c in cmds] + ["```", ""]
+    lines += [f"- config: `{json.dumps(meta.get('task', {}), sort_keys=True)}`",
+              f"- schedule: `{json.dumps(meta.get('train', {}), sort_keys=True)}`",
+              f"- wall time recorded by the trainer: {meta.get('train_seconds', 0) / 3600:.2f} h",
+              f"- hardware: {hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s), device {hw.get('device', '?')}, "
+              f"torch {hw.get('torch', '?')}", ""]
+    lines += ["## Evaluation", "", f"`localrules eval mnist-selfclassify` on {res['n_digits']:,} test digits, "
+              f"{res['steps']} steps, every digit mutated into another test digit after {res['mutate_at']} "
+              f"updates, residual noise std {res['noise_std']} during evaluation, engine `{res['engine']}`; "
+              f"counts pooled over all digits; {res['seconds']:.0f} s on {res['device']}.", "",
+              "| metric | ours | paper |", "|---|---|---|"]
+    paper = PAPER.get(variant, {})
+    for k in ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
+              "top_accuracy", "top_agreement"):
+        if k in res:
+            step = f" (step {res[k + '_step']})" if k + "_step" in res else ""
+            lines.append(f"| {k} | {res[k]:.4f}{step} | {paper[k]:.3f} |" if k in paper else
+                         f"| {k} | {res[k]:.4f}{step} | - |")
+    if notes:
+        lines += ["", "## Notes", "", notes]
+    return "\n".join(lines) + "\n"
