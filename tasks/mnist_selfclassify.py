@@ -105,7 +105,7 @@ class Engine:
     def __init__(self, kind: str, pixels: torch.Tensor, state: torch.Tensor):
         self.kind = kind
         alive = pixels > ALIVE_THRESHOLD
-        B, H, W, _ = pixels.shape
+        B, H, W, _ = self.shape = pixels.shape
         if kind == "alive":
             self.topology = AliveCells(alive[..., 0], torch.cat([pixels, state], -1))
             self.pack, self.unpack = self.topology.compact, self.topology.dense
@@ -125,10 +125,11 @@ class Engine:
             return t
         return t.reshape(-1, t.shape[-1])[self.alive.reshape(-1)]
 
-    def alive_digit(self, B: int, H: int, W: int) -> torch.Tensor:
+    def alive_digit(self) -> torch.Tensor:
         """(N_alive,) digit index of each alive cell."""
         if self.kind == "alive":
             return self.cell_digit
+        B, H, W, _ = self.shape
         idx = torch.arange(B, device=self.alive.device).repeat_interleave(H * W)
         return idx[self.alive.reshape(-1)]
 
@@ -175,13 +176,12 @@ class SelfClassifyTask:
 
     def training_loss(self, steps: int):
         idx, b = self.training_batch()
-        B, H, W, _ = b["pixels"].shape
         eng = Engine(self.cfg.engine, b["pixels"], b["state"])
         state = self.model.rollout(eng.topology, eng.fixed, eng.pack(b["state"]), eng.alive,
                                    steps, self.cfg.noise_std)
         logits = labels_of(eng.alive_rows(state))
-        target = b["label"][eng.alive_digit(B, H, W)]
-        loss = loss_fn(self.cfg.loss, logits, target, B)
+        target = b["label"][eng.alive_digit()]
+        loss = loss_fn(self.cfg.loss, logits, target, len(b["label"]))
         b["state"] = eng.unpack(state.detach())
         self.pool.commit(idx, b)
         acc = (logits.argmax(-1) == target).float().mean().item()

@@ -86,7 +86,7 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         for t in range(len(fires)):
             s = model.step(eng.topology, eng.fixed, s, eng.alive, noise_std, eng.pack(fires[t]), eng.pack(noises[t]))
         if run_backward:
-            tgt = labels[eng.alive_digit(*px.shape[:3])]
+            tgt = labels[eng.alive_digit()]
             loss = ms.loss_fn("l2", ms.labels_of(s), tgt, len(px))
             model.zero_grad()
             loss.backward()

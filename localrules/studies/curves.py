@@ -81,7 +81,7 @@ def selfclassify_curves(
             new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)
             rows, prev = eng.alive_rows(new), eng.alive_rows(state)
             state = new
-            digit = eng.alive_digit(B, *px.shape[1:3])
+            digit = eng.alive_digit()
             pred = labels_of(rows).argmax(-1)
             correct[t] += (pred == lab[digit]).sum().item()
             alive_total[t] += len(pred)
