@@ -103,6 +103,11 @@ def train(
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: no training state at {state_path}")
         st = load_state(state_path)
+        saved = st.get("task_config")
+        if saved is not None and saved != task.config_dict():
+            diff = {k: (saved.get(k), v) for k, v in task.config_dict().items() if saved.get(k) != v}
+            raise ValueError(f"--resume: {state_path} was trained with other settings "
+                             f"(saved vs now: {diff}); resume with the same options")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -126,7 +131,7 @@ def train(
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "task": task.extra_state(),
             "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
-            "commands": commands,
+            "commands": commands, "task_config": task.config_dict(),
         })
 
     last: dict[str, float] = {}

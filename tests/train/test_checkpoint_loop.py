@@ -86,3 +86,11 @@ def test_tensorboard_and_sobel_perception(tmp_path, small_digits):
     train(task, TrainConfig(iterations=2, steps_min=2, steps_max=2), tmp_path,
           torch.device("cpu"), tensorboard=True, progress=False)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, small_digits):
+    cfg = TrainConfig(iterations=2, steps_min=2, steps_max=2)
+    train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    with pytest.raises(ValueError, match="other settings.*loss"):
+        train(_task(small_digits, loss="ce"), TrainConfig(iterations=3, steps_min=2, steps_max=2),
+              tmp_path, torch.device("cpu"), resume=True, progress=False)
