@@ -10,7 +10,7 @@
 
 import typer
 
-from . import metanca, restore, selfclassify  # noqa: F401  (register the commands)
+from . import demo, metanca, restore, selfclassify  # noqa: F401  (register the commands)
 from .bench import bench
 from .common import eval_app, run_app, study_app
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(study_app, name="study")
+app.command("demo")(demo.demo)
 app.command("bench")(bench)
 
 

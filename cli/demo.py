@@ -1,0 +1,95 @@
+"""``localrules demo``: the interactive playground, a local web page driven by our own models."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import DATA_HELP, DEVICE_HELP, setup
+
+RESTORE_DEFAULT = Path("runs/restore")
+
+
+class DemoTask(str, Enum):
+    mnist_selfclassify = "mnist-selfclassify"
+    restore = "restore"
+
+
+def _checkpoint(task: DemoTask, checkpoint: Optional[Path]) -> Path:
+    """The checkpoint to serve, or a clear error that names --checkpoint."""
+    if task is DemoTask.mnist_selfclassify:
+        from localrules.tasks import mnist_selfclassify as ms
+
+        path = checkpoint or ms.pretrained_path("l2")
+        if not path.with_suffix(".safetensors").is_file():
+            what = "the shipped model is missing" if checkpoint is None else "no checkpoint"
+            raise typer.BadParameter(
+                f"{what} at {path}; pass --checkpoint PATH, a model.safetensors written by "
+                "`localrules run mnist-selfclassify`", param_hint="--checkpoint")
+        return path
+    from localrules.demo.session import restore_paths
+
+    folder = checkpoint or RESTORE_DEFAULT
+    hybrid, _ = restore_paths(folder)
+    if not hybrid.is_file():
+        raise typer.BadParameter(
+            f"no restoration model at {hybrid}; pass --checkpoint FOLDER, a folder holding "
+            f"hybrid/model.safetensors (train it with `localrules run restore --model hybrid "
+            f"--out FOLDER/hybrid`)", param_hint="--checkpoint")
+    return folder
+
+
+def _log_to_console() -> None:
+    logger = logging.getLogger("localrules.demo")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def demo(
+    task: DemoTask = typer.Argument(DemoTask.mnist_selfclassify, metavar="TASK",
+                                    help="Which system to play with: mnist-selfclassify or restore."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="mnist-selfclassify: a model.safetensors (default: the shipped L2+noise model). "
+        "restore: a folder holding hybrid/model.safetensors (default runs/restore)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(
+        None, help=DATA_HELP + " Without MNIST, scikit-learn's 8x8 digits upscaled to 28x28 are used."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Interactive playground: a local web page to draw digits, erase cells and watch the CA.
+
+    The CA runs in this process, in the library's own model, and streams the grid to the page
+    over a WebSocket. No browser is opened for you. Ctrl-C stops the server.
+    """
+    path = _checkpoint(task, checkpoint)
+    dev = setup(device, threads)
+    _log_to_console()
+
+    from localrules.demo import session
+    from localrules.demo.server import serve
+
+    digits = session.load_test_digits(data_dir)
+    if task is DemoTask.mnist_selfclassify:
+        dm = session.selfclassify_demo(path, digits, dev)
+    else:
+        dm = session.restore_demo(path, digits, dev)
+    typer.echo(f"{task.value}: model {dm.info['checkpoint']}, {len(digits):,} test digits "
+               f"({digits.source}), device={dev}")
+
+    def ready(url: str) -> None:
+        typer.echo(f"playground at {url}  (open it in a browser; Ctrl-C stops the server)")
+
+    try:
+        serve(dm, host, port, ready=ready)
+    except OSError as e:
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                                 param_hint="--host/--port") from None
