@@ -6,6 +6,7 @@
     localrules eval  restore                           all restoration models on the same masked digits
     localrules study heatmap | zeroout | stability | transfer   MetaNCA studies; restore-damage
     localrules bench mnist-selfclassify | metanca      our engines against dense references
+    localrules demo  mnist-selfclassify | restore      the interactive playground in the browser
 """
 
 import typer

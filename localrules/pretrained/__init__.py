@@ -1,0 +1,1 @@
+"""Shipped checkpoints (safetensors + JSON config), their evaluations and model cards."""
