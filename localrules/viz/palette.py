@@ -1,8 +1,9 @@
-"""A colour-blind-safe palette for the ten digit labels (Paul Tol's "muted" + pale grey)."""
+"""A colour-blind-safe palette for the ten digit labels: Paul Tol's nine "muted" colours plus a
+dark grey (instead of Tol's pale grey, which vanishes on the white background of dead cells)."""
 
 LABEL_COLOURS = [
     "#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE",
-    "#882255", "#44AA99", "#999933", "#AA4499", "#DDDDDD",
+    "#882255", "#44AA99", "#999933", "#AA4499", "#555555",
 ]
 DEAD_COLOUR = "#FFFFFF"
 
