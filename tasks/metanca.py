@@ -89,12 +89,20 @@ def topology(sizes, engine: str = "dense"):
     return DenseLayers(sizes) if engine == "dense" else WeightGraph(sizes)
 
 
+def _positional(topo, dim: int) -> torch.Tensor:
+    """positional_code, computed once per topology (fresh networks are drawn every iteration)."""
+    cache = topo.__dict__.setdefault("_positional_cache", {})
+    if dim not in cache:
+        cache[dim] = positional_code(topo, dim)
+    return cache[dim]
+
+
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
     """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
     fan_in = [topo.sizes[b.src] for b in topo.blocks]
     w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
-    pos = positional_code(topo, cfg.pos_dim).expand(samples, -1, -1)
+    pos = _positional(topo, cfg.pos_dim).expand(samples, -1, -1)
     free = torch.randn(samples, topo.n_cells, cfg.free_hidden) * cfg.h_init_std
     return torch.cat([w[..., None], pos, free], -1).to(device)
 
@@ -197,13 +205,15 @@ def zero_out_networks(topo, state: torch.Tensor, frac: float, generator=None) ->
 
 @torch.no_grad()
 def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activation="relu",
-         every: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Apply the rule ``steps`` times; with data, also record (S,) accuracies every ``every`` steps."""
+         every: int = 1, metric=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Apply the rule ``steps`` times; with data, also record ``metric(logits, y)`` every
+    ``every`` steps (default: the (S,) accuracies)."""
+    metric = metric or accuracy
     curve = []
     for t in range(steps):
         state = rule.step(topo, state[..., :0], state, None)
         if x is not None and ((t + 1) % every == 0 or t + 1 == steps):
-            curve.append(accuracy(task_forward(topo, state, x, activation), y))
+            curve.append(metric(task_forward(topo, state, x, activation), y))
     return state, curve
 
 

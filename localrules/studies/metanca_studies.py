@@ -134,11 +134,11 @@ def loss_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: in
     topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_train.to(dev), data.y_train.to(dev)
     state = mn.init_networks(topo, samples, cfg, dev)
-    losses = []
-    for _ in range(steps):
-        state = rule.step(topo, state[..., :0], state, None)
-        logits = mn.task_forward(topo, state, x, cfg.activation)
-        losses.append(F.cross_entropy(logits.flatten(0, 1), y.repeat(samples)).item())
+
+    def mean_ce(logits, y):
+        return F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits))).item()
+
+    _, losses = mn.grow(rule, topo, state, steps, x, y, cfg.activation, metric=mean_ce)
     return torch.tensor(losses)
 
 
