@@ -80,7 +80,7 @@ def run_selfclassify(
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
-                 noise, batch_size, seed, images=None, labels=None):
+                 noise, batch_size, seed, images=None, labels=None, workers=0):
     from localrules.data.arrays import load_image_arrays, to_unit_pixels
     from localrules.data.mnist import load_mnist
     from localrules.studies.report import selfclassify_report
@@ -97,9 +97,11 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         pixels, y = pixels[:n], y[:n]
     if not batch_size:
         batch_size = 1000 if device.type == "cuda" else 50
+    if not workers:  # on CPU, one single-threaded process per thread scales better than threads
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, device=device,
                               noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                              batch_size=batch_size, engine=engine, seed=seed)
+                              batch_size=batch_size, engine=engine, seed=seed, workers=workers)
     keys = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
             "top_accuracy", "top_agreement")
     summary = ", ".join(f"{k}={res[k]:.4f}" for k in keys if k in res)
@@ -128,6 +130,7 @@ def eval_selfclassify(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 = auto: as many as threads); results do not depend on it."),
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
     card_title: str = typer.Option("Model card", help="Title of the model card."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
@@ -141,7 +144,8 @@ def eval_selfclassify(
         raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
     res = _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
                  device=dev, data_dir=data_dir, engine=engine.value,
-                 noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels)
+                 noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels,
+                 workers=workers)
     if card:
         from localrules.studies.report import model_card
 

@@ -13,6 +13,9 @@ so ``accuracy_at_200 = accuracy[199]``. All counts are pooled over every evaluat
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -30,7 +33,6 @@ def mutation_targets(n: int, seed: int = 0) -> torch.Tensor:
     return (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
 
 
-@torch.inference_mode()
 def selfclassify_curves(
     model: NCA,
     pixels: torch.Tensor,
@@ -43,58 +45,45 @@ def selfclassify_curves(
     seed: int = 0,
     record: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict:
     """pixels (N, 28, 28) in [0, 1], labels (N,). Returns per-step lists and a summary.
 
     ``record`` > 0 also returns ``frames``: (steps, record, 28, 28) int8 predicted labels of
-    the first ``record`` digits (-1 on dead cells), for the GIF.
+    the first ``record`` digits (-1 on dead cells), for the GIF. Every batch of digits draws its
+    update masks and noise from its own seed, so ``workers`` > 1 (CPU worker processes, one
+    thread each) gives exactly the result of one process.
     """
     if mutate_at is not None and not 0 < mutate_at < steps:
         raise ValueError(f"mutate_at must be in (0, steps={steps}), got {mutate_at}")
-    dev = next(model.parameters()).device
     n = len(pixels)
     targets = mutation_targets(n, seed)
-    torch.manual_seed(seed)
-    correct = torch.zeros(steps, dtype=torch.float64)
-    alive_total = torch.zeros(steps, dtype=torch.float64)
-    agree = torch.zeros(steps, dtype=torch.float64)
-    s_mag = torch.zeros(steps, dtype=torch.float64)
-    u_mag = torch.zeros(steps, dtype=torch.float64)
+    jobs = [(lo, pixels[lo : lo + batch_size], labels[lo : lo + batch_size],
+             pixels[targets[lo : lo + batch_size]], labels[targets[lo : lo + batch_size]])
+            for lo in range(0, n, batch_size)]
+    opts = dict(steps=steps, mutate_at=mutate_at, engine=engine, noise_std=noise_std, seed=seed, record=record)
+    sums = torch.zeros(5, steps, dtype=torch.float64)  # correct, alive, agree, |state|, |update|
     frames = np.full((steps, record, *pixels.shape[1:]), -1, np.int8) if record else None
     bar = tqdm(total=n * steps, disable=not progress, desc="eval", unit="digit-step", unit_scale=True)
-    for lo in range(0, n, batch_size):
-        idx = torch.arange(lo, min(n, lo + batch_size))
-        px = pixels[idx].to(dev, torch.float32)[..., None]
-        lab = labels[idx].to(dev)
-        B = len(idx)
-        dense = torch.zeros(*px.shape[:3], model.rule.mlp[-1].out_features, device=dev)
-        eng = Engine(engine, px, dense)
-        state = eng.pack(dense)
-        for t in range(steps):
-            if mutate_at is not None and t == mutate_at:
-                dense = eng.unpack(state)
-                px = pixels[targets[idx]].to(dev, torch.float32)[..., None]
-                lab = labels[targets[idx]].to(dev)
-                dense = mutate(dense, px > ALIVE_THRESHOLD)
-                eng = Engine(engine, px, dense)
-                state = eng.pack(dense)
-            new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)
-            rows, prev = eng.alive_rows(new), eng.alive_rows(state)
-            state = new
-            digit = eng.alive_digit()
-            pred = labels_of(rows).argmax(-1)
-            correct[t] += (pred == lab[digit]).sum().item()
-            alive_total[t] += len(pred)
-            lo_lab = torch.full((B,), 10, device=dev).scatter_reduce(0, digit, pred, "amin")
-            hi_lab = torch.full((B,), -1, device=dev).scatter_reduce(0, digit, pred, "amax")
-            agree[t] += ((lo_lab == hi_lab) | (hi_lab < 0)).sum().item()  # no alive cell: agrees
-            s_mag[t] += rows.abs().mean(-1).sum().item()
-            u_mag[t] += (rows - prev).abs().mean(-1).sum().item()
-            if frames is not None and lo < record:
-                k = min(record - lo, B)
-                frames[t, lo : lo + k] = _label_image(eng, state, k)
-            bar.update(B)
+
+    def collect(result):
+        lo, batch_sums, batch_frames = result
+        sums.add_(batch_sums)
+        if batch_frames is not None:
+            frames[:, lo : lo + batch_frames.shape[1]] = batch_frames
+        bar.update(len(pixels[lo : lo + batch_size]) * steps)
+
+    dev = next(model.parameters()).device
+    if workers > 1 and dev.type == "cpu" and len(jobs) > 1:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(model, opts)) as pool:
+            for result in pool.map(_worker_batch, jobs):
+                collect(result)
+    else:
+        for job in jobs:
+            collect(_run_batch(model, *job, **opts))
     bar.close()
+    correct, alive_total, agree, s_mag, u_mag = sums
     acc = (correct / alive_total.clamp(min=1)).tolist()
     agr = (agree / n).tolist()
     out = {
@@ -112,6 +101,57 @@ def selfclassify_curves(
     if frames is not None:
         out["frames"] = frames
     return out
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(model: NCA, opts: dict) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(model=model, opts=opts)
+
+
+def _worker_batch(job):
+    return _run_batch(_WORKER["model"], *job, **_WORKER["opts"])
+
+
+@torch.inference_mode()
+def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, mutate_at: int | None,
+               engine: str, noise_std: float, seed: int, record: int):
+    """One batch of digits starting at index ``lo``: (lo, sums (5, steps), frames or None)."""
+    dev = next(model.parameters()).device
+    torch.manual_seed(seed * 1_000_003 + lo)
+    B = len(px)
+    px = px.to(dev, torch.float32)[..., None]
+    lab = lab.to(dev)
+    sums = torch.zeros(5, steps, dtype=torch.float64, device=dev)
+    k = min(max(record - lo, 0), B)
+    frames = np.full((steps, k, *px.shape[1:3]), -1, np.int8) if k else None
+    dense = torch.zeros(*px.shape[:3], model.rule.mlp[-1].out_features, device=dev)
+    eng = Engine(engine, px, dense)
+    state = eng.pack(dense)
+    for t in range(steps):
+        if mutate_at is not None and t == mutate_at:
+            dense = eng.unpack(state)
+            px, lab = px_next.to(dev, torch.float32)[..., None], lab_next.to(dev)
+            dense = mutate(dense, px > ALIVE_THRESHOLD)
+            eng = Engine(engine, px, dense)
+            state = eng.pack(dense)
+        new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)
+        rows, prev = eng.alive_rows(new), eng.alive_rows(state)
+        state = new
+        digit = eng.alive_digit()
+        pred = labels_of(rows).argmax(-1)
+        lo_lab = torch.full((B,), 10, device=dev).scatter_reduce(0, digit, pred, "amin")
+        hi_lab = torch.full((B,), -1, device=dev).scatter_reduce(0, digit, pred, "amax")
+        sums[0, t] = (pred == lab[digit]).sum()
+        sums[1, t] = len(pred)
+        sums[2, t] = ((lo_lab == hi_lab) | (hi_lab < 0)).sum()  # no alive cell: agrees
+        sums[3, t] = rows.abs().mean(-1).sum()
+        sums[4, t] = (rows - prev).abs().mean(-1).sum()
+        if frames is not None:
+            frames[t] = _label_image(eng, state, k)
+    return lo, sums.cpu(), frames
 
 
 def _label_image(eng: Engine, state: torch.Tensor, k: int) -> np.ndarray:

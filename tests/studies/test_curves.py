@@ -45,6 +45,19 @@ def test_engines_give_identical_curves_when_deterministic(digits):
         np.testing.assert_allclose(r["state_magnitude"], runs[0]["state_magnitude"], rtol=1e-5)
 
 
+def test_worker_processes_give_exactly_the_single_process_result(digits):
+    px, y = digits
+    torch.manual_seed(0)
+    model = ms.build_model(ms.Config())
+    torch.nn.init.normal_(model.rule.mlp[-1].weight, std=0.05)
+    kw = dict(steps=5, mutate_at=2, batch_size=8, noise_std=0.02, record=10, progress=False)
+    one = selfclassify_curves(model, px, y, **kw)
+    two = selfclassify_curves(model, px, y, workers=2, **kw)
+    for key in ("accuracy", "agreement", "state_magnitude", "update_magnitude"):
+        assert two[key] == one[key]
+    np.testing.assert_array_equal(two["frames"], one["frames"])
+
+
 def test_frames_for_gif(digits):
     px, y = digits
     res = selfclassify_curves(ms.build_model(ms.Config()), px, y, steps=3, mutate_at=None,
