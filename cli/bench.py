@@ -15,6 +15,7 @@ from .common import DATA_HELP, DEVICE_HELP, setup
 class BenchSystem(str, Enum):
     mnist_selfclassify = "mnist-selfclassify"
     metanca = "metanca"
+    restore = "restore"
 
 
 def bench(
@@ -28,16 +29,20 @@ def bench(
 ):
     """Same weights and inputs through our engine and a plain dense PyTorch reference: checks they
     agree, then reports train_speedup, eval_speedup, cell-steps/s and GFLOP/s."""
-    from localrules.bench.run import bench_metanca, bench_selfclassify
+    from localrules.bench.run import bench_metanca, bench_restore, bench_selfclassify
 
     dev = setup(device, threads)
-    if system is BenchSystem.mnist_selfclassify:
+    if system in (BenchSystem.mnist_selfclassify, BenchSystem.restore):
         from localrules.data.arrays import to_unit_pixels
         from localrules.data.mnist import load_mnist
 
         x, _ = load_mnist("test", data_dir)
-        kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
-        res = bench_selfclassify(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
+        if system is BenchSystem.restore:
+            kw = dict(batch=4, eval_digits=8, eval_batch=4, repeats=1) if quick else {}
+            res = bench_restore(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
+        else:
+            kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
+            res = bench_selfclassify(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
     else:
         kw = dict(sizes=(20, 8, 6, 3), samples=2, steps=2, data_batch=8, repeats=1) if quick else {}
         res = bench_metanca(dev, **{"repeats": repeats, **kw})

@@ -42,3 +42,20 @@ def metanca_step(rule, layers: list[torch.Tensor], fire: list[torch.Tensor]) -> 
         delta = rule.rule(torch.cat([m, xf, xb], -1))
         out.append(m + delta * fire[l])
     return out
+
+
+def restore_hybrid(model, x: torch.Tensor) -> torch.Tensor:
+    """Reference hybrid restorer (CA + MLP gate) on NCHW tensors, eval mode (no dropout/noise).
+
+    x (B, 28, 28) masked digits -> (B, 28, 28) restored.
+    """
+    p, C = model.pad, model.cfg.channels
+    per, rule, norm = model.ca.perception, model.ca.rule.mlp[-1], model.norm
+    s = F.conv2d(F.pad(x, (p, p, p, p))[:, None], model.encoder.weight, model.encoder.bias)  # (B, C, L, L)
+    for _ in range(model.cfg.steps):
+        h = F.relu(F.conv2d(s, per.weight, per.bias, padding=1, groups=C))
+        s = s + F.conv2d(h, rule.weight[:, :, None, None], rule.bias)
+        s = F.layer_norm(s.permute(0, 2, 3, 1), (C,), norm.weight, norm.bias).permute(0, 3, 1, 2)
+        g = model.gate(s.mean(1).flatten(1))  # (B, 1, L, L)
+        s = s + g * model.gate_scale[None, :, None, None]
+    return torch.sigmoid(F.conv2d(s, model.readout.weight, model.readout.bias))[:, 0, p : p + 28, p : p + 28]

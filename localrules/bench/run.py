@@ -211,3 +211,59 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
                      "repeats": repeats},
         "machine": machine(device),
     }
+
+
+def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: int = 1000,
+                  eval_batch: int = 100, repeats: int = 3, seed: int = 0) -> dict:
+    """The hybrid restorer (our channels-last CA engine) against the NCHW reference, in eval mode
+    (no dropout or state noise, so both compute the same function); images (N, 28, 28) in [0, 1]."""
+    from localrules.tasks import restore as rs
+    from localrules.train.perturb import mask_pixels
+
+    torch.manual_seed(seed)
+    model = rs.build_model(rs.Config(model="hybrid")).to(device).eval()
+    torch.nn.init.normal_(model.ca.rule.mlp[-1].weight, std=0.05)
+    masked, _ = mask_pixels(images[: max(batch, eval_digits)], 0.7, torch.Generator().manual_seed(seed))
+    masked = masked.to(device)
+    clean = images[: len(masked)].to(device)
+    xb, yb = masked[:batch], clean[:batch]
+
+    def train_step(path):
+        def run():
+            loss = F.mse_loss(path(xb), yb)
+            model.zero_grad()
+            loss.backward()
+            return loss.detach()
+        return run
+
+    def eval_pass(path):
+        def run():
+            with torch.inference_mode():
+                return torch.cat([path(masked[i : i + eval_batch]) for i in range(0, eval_digits, eval_batch)])
+        return run
+
+    engine = model.forward
+    reference = lambda x: ref.restore_hybrid(model, x)  # noqa: E731
+    l_e = train_step(engine)()
+    g_e = [p.grad.clone() for p in model.parameters()]
+    l_r = train_step(reference)()
+    g_r = [p.grad.clone() for p in model.parameters()]
+    out_diff = (eval_pass(engine)() - eval_pass(reference)()).abs().max().item()
+    agree = {"max_output_diff": out_diff, "loss_diff": (l_e - l_r).abs().item(),
+             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
+    agree["ok"] = agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3
+    L, steps = model.cfg.lattice, model.cfg.steps
+    cells, ecells = batch * L * L * steps, eval_digits * L * L * steps
+    train = {name: _row(_time(train_step(p), repeats, device), cells, _flops(train_step(p)))
+             for name, p in (("engine", engine), ("reference", reference))}
+    evals = {name: _row(_time(eval_pass(p), repeats, device), ecells, _flops(eval_pass(p)))
+             for name, p in (("engine", engine), ("reference", reference))}
+    return {
+        "system": "restore", "agreement": agree,
+        "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
+        "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
+        "train": train, "eval": evals,
+        "settings": {"model": "hybrid", "batch": batch, "eval_digits": eval_digits, "eval_batch": eval_batch,
+                     "repeats": repeats},
+        "machine": machine(device),
+    }

@@ -42,6 +42,8 @@ class NCA(nn.Module):
         delta = self.update(topology, fixed, state)
         if noise_std > 0:
             delta = delta + (torch.randn_like(delta) if noise is None else noise) * noise_std
+        if fire is None and self.fire_rate >= 1.0:  # every cell fires: no mask to draw
+            return state + delta if alive is None else state + delta * alive
         if fire is None:
             fire = torch.rand(*delta.shape[:-1], 1, device=delta.device) <= self.fire_rate
         return state + delta * (fire if alive is None else fire & alive)

@@ -27,7 +27,7 @@ def count_flops(model: torch.nn.Module, example: torch.Tensor) -> int:
 
 
 @torch.inference_mode()
-def restore_all(models: dict, images: torch.Tensor, keep: torch.Tensor, batch_size: int = 1000,
+def restore_all(models: dict, images: torch.Tensor, keep: torch.Tensor, batch_size: int = 100,
                 damage_frac: float = 0.0) -> dict[str, torch.Tensor]:
     """Restorations (N, 28, 28) by each model and by the interpolation floor, same masks."""
     masked = images * keep
@@ -44,7 +44,7 @@ def classify(classifier, images: torch.Tensor, batch_size: int = 2000) -> torch.
 
 
 def evaluate(models: dict, classifier, images: torch.Tensor, labels: torch.Tensor,
-             mask_frac: float = 0.7, seed: int = 0, batch_size: int = 1000) -> tuple[dict, dict]:
+             mask_frac: float = 0.7, seed: int = 0, batch_size: int = 100) -> tuple[dict, dict]:
     """One table for all models on the same masked digits. Returns (metrics, restorations)."""
     dev = images.device
     _, keep = mask_pixels(images, mask_frac, torch.Generator().manual_seed(seed))
@@ -66,7 +66,7 @@ def evaluate(models: dict, classifier, images: torch.Tensor, labels: torch.Tenso
 
 
 def damage_study(models: dict, classifier, images, labels, mask_frac=0.7, damage_frac=0.3, seed=0,
-                 batch_size: int = 1000) -> dict:
+                 batch_size: int = 100) -> dict:
     """Digit-ID accuracy with and without zeroing ``damage_frac`` of the lattice cells mid-run."""
     _, keep = mask_pixels(images, mask_frac, torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)

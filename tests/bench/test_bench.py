@@ -23,3 +23,11 @@ def test_bench_metanca_quick(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "m.json").read_text())
     assert out["agreement"]["ok"] and {"train_speedup", "eval_speedup"} <= set(out)
+
+
+def test_bench_restore_quick(tmp_path, mnist_dir):
+    res = runner.invoke(app, ["bench", "restore", "--quick", "--device", "cpu", "--data-dir", str(mnist_dir),
+                              "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["agreement"]["ok"] and {"train_speedup", "eval_speedup"} <= set(out)
