@@ -45,6 +45,7 @@ def run_metanca(
     steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
     steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
     samples: int = typer.Option(16, help="Task networks grown per iteration."),
+    rule_hidden: str = typer.Option("64,64", help="Hidden layer widths of the rule MLP, e.g. 32 or 64,64."),
     pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
     zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
     engine: str = typer.Option("dense", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
@@ -75,6 +76,7 @@ def run_metanca(
         return
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size,
+                    rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")),
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)

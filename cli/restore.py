@@ -51,7 +51,7 @@ def run_restore(
     model: RestoreModel = typer.Option(RestoreModel.hybrid, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae (baseline) or classifier (the reference digit classifier)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/restore/MODEL)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
-    pretrained: Optional[Path] = typer.Option(None, help="Skip training: evaluate the models in this folder (one sub-folder per model)."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (all three and the floor) on N test digits."),
     iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
     mask_frac: float = typer.Option(0.7, help="Fraction of pixels blanked in training."),
@@ -70,8 +70,10 @@ def run_restore(
     from localrules.train.loop import TrainConfig, train
 
     dev = setup(device, threads)
-    if pretrained is not None:
-        _eval(pretrained, n, 0.7, None, None, dev, data_dir, seed)
+    if pretrained:
+        from localrules.tasks.restore import PRETRAINED_DIR
+
+        _eval(PRETRAINED_DIR, n, 0.7, None, None, dev, data_dir, seed)
         return
     out = out or Path("runs/restore") / model.value
     cfg = rs.Config(model=model.value, mask_frac=mask_frac).validate()
@@ -108,7 +110,7 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed):
 
 @eval_app.command("restore")
 def eval_restore(
-    models: Path = typer.Option(Path("runs/restore"), help="Folder with hybrid/, ca/, cnn-ae/ and classifier/ checkpoints."),
+    models: Optional[Path] = typer.Option(None, help="Folder with hybrid/, ca/, cnn-ae/ and classifier/ checkpoints (default: the shipped models; yours are in runs/restore)."),
     mask_frac: float = typer.Option(0.7, help="Fraction of pixels blanked (same masks for every model)."),
     n: int = typer.Option(0, help="First N test digits (0 = all 10,000)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the table here."),
@@ -118,12 +120,14 @@ def eval_restore(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
 ):
     """All restoration models and the interpolation floor on the same masked test digits."""
-    _eval(models, n, mask_frac, json_out, png, setup(device), data_dir, seed)
+    from localrules.tasks.restore import PRETRAINED_DIR
+
+    _eval(models or PRETRAINED_DIR, n, mask_frac, json_out, png, setup(device), data_dir, seed)
 
 
 @study_app.command("restore-damage")
 def study_restore_damage(
-    models: Path = typer.Option(Path("runs/restore"), help="Folder with the trained models."),
+    models: Optional[Path] = typer.Option(None, help="Folder with the trained models (default: the shipped ones)."),
     damage_frac: float = typer.Option(0.3, help="Fraction of lattice cells zeroed halfway through the run."),
     n: int = typer.Option(2000, help="Test digits."),
     json_out: Path = typer.Option(Path("runs/restore-damage.json"), "--json"),
@@ -135,7 +139,9 @@ def study_restore_damage(
     from localrules.studies.restore_eval import damage_study
 
     dev = setup(device)
-    restorers, classifier = _load_models(models, dev)
+    from localrules.tasks.restore import PRETRAINED_DIR
+
+    restorers, classifier = _load_models(models or PRETRAINED_DIR, dev)
     images, labels = _test_digits(n, data_dir, dev)
     res = damage_study(restorers, classifier, images, labels, 0.7, damage_frac, seed)
     json_out.parent.mkdir(parents=True, exist_ok=True)

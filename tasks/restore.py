@@ -17,6 +17,7 @@ Gaussian noise to the lattice state each step and dropout in the gate.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from localrules.train.perturb import damage as damage_cells
 from localrules.train.perturb import mask_pixels
 
 MODELS = ("hybrid", "ca", "cnn-ae", "classifier")
+PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained" / "restore"))  # one folder per model
 
 
 @dataclass
