@@ -47,6 +47,7 @@ def run_metanca(
     samples: int = typer.Option(16, help="Task networks grown per iteration."),
     rule_hidden: str = typer.Option("64,64", help="Hidden layer widths of the rule MLP, e.g. 32 or 64,64."),
     pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
+    fresh_frac: float = typer.Option(0.25, help="Share of each pooled batch replaced by fresh random networks."),
     zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
     engine: str = typer.Option("dense", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
     data_conditioned: bool = typer.Option(False, "--data-conditioned", help="Beyond the abstract: the rule also reads neuron activations and errors on a data batch (a learned local learning rule)."),
@@ -75,7 +76,7 @@ def run_metanca(
             typer.echo(f"{list(a)}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {samples} grown networks")
         return
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
-    cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size,
+    cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size, fresh_frac=fresh_frac,
                     rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")),
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned).validate()
@@ -160,6 +161,8 @@ def study_stability(
     iterations: int = typer.Option(2000, help="Meta-training iterations for each of the two rules."),
     horizon: int = typer.Option(1000, help="Rule updates applied when measuring stability."),
     samples: int = typer.Option(16, help="Networks averaged in the loss curve."),
+    fresh_frac: float = typer.Option(0.0625, help="Share of each pooled batch replaced by fresh networks: pool states live about steps / fresh_frac updates, so a small share trains the rule on old states."),
+    steps_max: int = typer.Option(50, help="Most rule updates per meta-training iteration (fewest: 10)."),
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -179,9 +182,9 @@ def study_stability(
     rows = {}
     for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):
         torch.manual_seed(seed)
-        cfg = mn.Config(dataset=dataset.value, archs=(sizes,), pool_size=pool)
+        cfg = mn.Config(dataset=dataset.value, archs=(sizes,), pool_size=pool, fresh_frac=fresh_frac)
         task = mn.MetaNCATask(cfg, data, dev)
-        train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=30,
+        train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=steps_max,
                                 seed=seed), out / name, dev)
         losses = loss_curve(task.model, cfg, sizes, data, samples, horizon, seed)
         rows[name] = stability_numbers(losses)
