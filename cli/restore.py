@@ -88,12 +88,19 @@ def run_restore(
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 
-def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed):
+def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None, card_notes=""):
+    import time
+
+    import torch
+
     from localrules.studies.restore_eval import evaluate
 
     models, classifier = _load_models(folder, device)
     images, labels = _test_digits(n, data_dir, device)
+    t0 = time.perf_counter()
     res, restored = evaluate(models, classifier, images, labels, mask_frac, seed)
+    res["seconds"] = time.perf_counter() - t0
+    typer.echo(f"{len(images):,} digits, {res['seconds']:.1f} s on {device} ({torch.get_num_threads()} threads)")
     for name, row in res["models"].items():
         flops = f"{row['flops_per_sample'] / 1e6:.1f} MFLOP" if row["flops_per_sample"] else "-"
         typer.echo(f"{name:>13}: {row['psnr_db']:.2f} dB, digit-ID {row['digit_id_accuracy']:.4f}, "
@@ -105,6 +112,11 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed):
         from localrules.viz.plots import plot_restorations
 
         plot_restorations(images, restored, png)
+    if card:
+        from localrules.studies.report import restore_card
+
+        card.write_text(restore_card(folder, res, card_notes))
+        typer.echo(f"model card: {card}")
     return res
 
 
@@ -118,11 +130,15 @@ def eval_restore(
     seed: int = typer.Option(0, help="Seed of the masks."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card (table + each model's training record)."),
+    card_notes: str = typer.Option("", help="Free text appended to the model card."),
 ):
     """All restoration models and the interpolation floor on the same masked test digits."""
     from localrules.tasks.restore import PRETRAINED_DIR
 
-    _eval(models or PRETRAINED_DIR, n, mask_frac, json_out, png, setup(device), data_dir, seed)
+    _eval(models or PRETRAINED_DIR, n, mask_frac, json_out, png, setup(device, threads), data_dir, seed,
+          card, card_notes)
 
 
 @study_app.command("restore-damage")

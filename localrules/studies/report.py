@@ -60,15 +60,11 @@ PAPER = {  # Randazzo et al. 2020, table of Experiment 2 (percent -> fractions)
 }
 
 
-def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -> str:
-    """Markdown model card from the checkpoint's metadata and an evaluation result."""
-    _, cfg, meta = ms.load(checkpoint)
-    variant = cfg.loss + ("+noise" if cfg.noise_std else "")
+def training_lines(meta: dict) -> list[str]:
+    """Markdown lines for a checkpoint's training record: commands, config, schedule, time, hardware."""
     hw = meta.get("hardware", {})
     cmds = meta.get("commands", [])
-    lines = [f"# {title}", "", f"Self-classifying MNIST NCA, {variant} variant: "
-             f"{sum(v.numel() for v in ms.build_model(cfg).parameters()):,} parameters, "
-             f"trained {meta.get('iteration', '?')} iterations.", "", "## Training", ""]
+    lines = []
     if cmds:
         lines += ["Commands (each `--resume` continued exactly from the last checkpoint):", "", "```"]
         lines += [f"{c['command']}    # from iteration {c['from_iteration']}" for c in cmds] + ["```", ""]
@@ -77,6 +73,17 @@ def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -
               f"- wall time recorded by the trainer: {meta.get('train_seconds', 0) / 3600:.2f} h",
               f"- hardware: {hw.get('cpu', '?')}, {hw.get('threads', '?')} thread(s), device {hw.get('device', '?')}, "
               f"torch {hw.get('torch', '?')}", ""]
+    return lines
+
+
+def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -> str:
+    """Markdown model card from the checkpoint's metadata and an evaluation result."""
+    _, cfg, meta = ms.load(checkpoint)
+    variant = cfg.loss + ("+noise" if cfg.noise_std else "")
+    lines = [f"# {title}", "", f"Self-classifying MNIST NCA, {variant} variant: "
+             f"{sum(v.numel() for v in ms.build_model(cfg).parameters()):,} parameters, "
+             f"trained {meta.get('iteration', '?')} iterations.", "", "## Training", ""]
+    lines += training_lines(meta)
     lines += ["## Evaluation", "", f"`localrules eval mnist-selfclassify` on {res['n_digits']:,} test digits, "
               f"{res['steps']} steps, every digit mutated into another test digit after {res['mutate_at']} "
               f"updates, residual noise std {res['noise_std']} during evaluation, engine `{res['engine']}`; "
@@ -91,4 +98,37 @@ def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -
                          f"| {k} | {res[k]:.4f}{step} | - |")
     if notes:
         lines += ["", "## Notes", "", notes]
+    return "\n".join(lines) + "\n"
+
+
+RESTORE_CLAIMS = {  # the seed text's figures (claims from a blog post, not measurements)
+    "hybrid": (26.7, 0.94), "cnn-ae": (24.3, 0.82), "ca": (21.1, 0.64),
+}
+
+
+def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
+    """Markdown model card for the restoration models in ``folder`` and one ``evaluate`` result."""
+    from localrules.train.checkpoint import load_model_files
+
+    folder = Path(folder)
+    lines = ["# restore: masked-digit restoration models", "",
+             f"`localrules eval restore` on {res['n']:,} test digits with {res['mask_frac']:.0%} of the "
+             f"pixels blanked (mask seed {res['seed']}, the same masks for every model); PSNR on [0, 1] "
+             "images over the whole 28x28 image; digit-ID accuracy by the shipped reference classifier "
+             f"(accuracy on the clean digits: {res['classifier_accuracy_on_clean']:.4f}).", "",
+             "| model | PSNR (dB) | digit-ID accuracy | parameters | MFLOP / digit | the text claims |",
+             "|---|---|---|---|---|---|"]
+    for name, row in res["models"].items():
+        flops = f"{row['flops_per_sample'] / 1e6:.1f}" if row.get("flops_per_sample") else "-"
+        claim = RESTORE_CLAIMS.get(name)
+        claim = f"{claim[0]} dB / {claim[1]:.2f}" if claim else "-"
+        lines.append(f"| {name} | {row['psnr_db']:.2f} | {row['digit_id_accuracy']:.4f} | {row['params']:,} | "
+                     f"{flops} | {claim} |")
+    lines.append("")
+    for name in ("hybrid", "ca", "cnn-ae", "classifier"):
+        if (folder / name / "model.json").is_file():
+            _, meta = load_model_files(folder / name / "model")
+            lines += [f"## Training: {name}", ""] + training_lines(meta)
+    if notes:
+        lines += ["## Notes", "", notes]
     return "\n".join(lines) + "\n"

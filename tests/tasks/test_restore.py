@@ -96,10 +96,12 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
     assert res.exit_code != 0 and "missing checkpoints" in res.output
     res = CliRunner().invoke(app, ["eval", "restore", "--models", str(folder), "--n", "16", "--data-dir",
                                    str(mnist_dir), "--json", str(tmp_path / "t.json"),
-                                   "--png", str(tmp_path / "t.png"), "--device", "cpu"])
+                                   "--png", str(tmp_path / "t.png"), "--device", "cpu",
+                                   "--card", str(tmp_path / "card.md")])
     assert res.exit_code == 0, res.output
     assert set(json.loads((tmp_path / "t.json").read_text())["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
     assert (tmp_path / "t.png").stat().st_size > 0
+    assert "| hybrid |" in (tmp_path / "card.md").read_text()
     res = CliRunner().invoke(app, ["study", "restore-damage", "--models", str(folder), "--n", "16",
                                    "--data-dir", str(mnist_dir), "--json", str(tmp_path / "d.json"),
                                    "--device", "cpu"])
