@@ -25,6 +25,10 @@ class NCA(nn.Module):
     def update(self, topology, fixed: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The residual update rule(perceive([fixed, state])), before noise and masks."""
         x = torch.cat([fixed, state], dim=-1)
+        project = getattr(topology, "project", None)
+        if project is not None and self.rule.first is not None and not torch.is_grad_enabled():
+            # inference: the topology applies the first layer without building p (same result)
+            return self.rule.after_first(project(x, self.rule.first))
         return self.rule(topology.perceive(x, self.perception))
 
     def step(

@@ -26,3 +26,12 @@ class Rule(nn.Module):
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """p: (..., in_dim) -> (..., out_dim)."""
         return self.mlp(p)
+
+    @property
+    def first(self) -> nn.Linear | None:
+        """The first layer when it reads p directly (no input activation), else None."""
+        return self.mlp[0] if isinstance(self.mlp[0], nn.Linear) else None
+
+    def after_first(self, h: torch.Tensor) -> torch.Tensor:
+        """The rest of the MLP, given h = first(p)."""
+        return self.mlp[1:](h)

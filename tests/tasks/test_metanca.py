@@ -42,6 +42,8 @@ def test_dense_and_graph_engines_step_equal():
     b = rule.step(g, state[..., :0], state, None, fire=fire)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, state)
+    with torch.no_grad():  # inference: the dense path projects instead of building the perception
+        torch.testing.assert_close(rule.step(d, state[..., :0], state, None, fire=fire), b)
 
 
 def test_zero_out_networks_zeroes_a_layer_and_a_fraction():
