@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, run_app, setup, study_app
+from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup, study_app
 
 
 class Dataset(str, Enum):
@@ -39,7 +39,7 @@ def run_metanca(
     arch: Optional[List[str]] = typer.Option(None, help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
-    pretrained: Optional[Path] = typer.Option(None, help="Skip training: grow networks with this rule checkpoint and report test accuracy."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
@@ -66,14 +66,8 @@ def run_metanca(
     from localrules.train.loop import TrainConfig, train
 
     dev = setup(device, threads)
-    if pretrained is not None:
-        from localrules.studies.metanca_studies import grow_accuracy
-
-        rule, cfg, _ = mn.load(pretrained, dev)
-        data = load_split(cfg.dataset, cfg.split_seed, data_dir)
-        for a in cfg.archs:
-            acc = grow_accuracy(rule, cfg, a, data, samples, grow_steps, seed)
-            typer.echo(f"{list(a)}: test accuracy {acc.mean():.4f} +- {acc.std():.4f} over {samples} grown networks")
+    if pretrained:
+        _eval_rule(mn.PRETRAINED_PATH, samples, grow_steps, seed, dev, data_dir)
         return
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size, fresh_frac=fresh_frac,
@@ -89,6 +83,58 @@ def run_metanca(
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())
     typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+
+
+def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir) -> dict:
+    """Grow ``samples`` networks of every meta-training architecture; test accuracy per architecture."""
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import grow_accuracy
+    from localrules.tasks import metanca as mn
+
+    if not Path(checkpoint).with_suffix(".safetensors").is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}")
+    rule, cfg, _ = mn.load(checkpoint, dev)
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    rows = []
+    for a in cfg.archs:
+        acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
+        rows.append({"arch": list(a), "mean_accuracy": acc.mean().item(),
+                     "std": acc.std().item() if samples > 1 else 0.0})
+        typer.echo(f"{list(a)}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
+                   f"over {samples} grown networks")
+    return {"checkpoint": str(checkpoint), "dataset": cfg.dataset, "samples": samples, "steps": steps,
+            "seed": seed, "archs": rows}
+
+
+@eval_app.command("metanca")
+def eval_metanca(
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
+    samples: int = typer.Option(100, help="Networks grown per meta-training architecture."),
+    steps: int = typer.Option(20, help="Rule updates per grown network."),
+    heatmap: Optional[Path] = typer.Option(None, help="A `study heatmap` JSON to summarise in the card."),
+    zeroout: Optional[Path] = typer.Option(None, help="A `study zeroout` JSON to summarise in the card."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the accuracies here."),
+    card: Optional[Path] = typer.Option(None, help="Write a Markdown model card here."),
+    card_notes: str = typer.Option("", help="Free text appended to the model card."),
+    seed: int = typer.Option(0, help="Seed of the initialisations."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Grow networks of the rule's meta-training architectures and report their test accuracy."""
+    from localrules.tasks import metanca as mn
+
+    ckpt = checkpoint or mn.PRETRAINED_PATH
+    res = _eval_rule(ckpt, samples, steps, seed, setup(device, threads), data_dir)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=1))
+    if card:
+        from localrules.studies.report import metanca_card
+
+        studies = {k: json.loads(p.read_text()) for k, p in (("heatmap", heatmap), ("zeroout", zeroout)) if p}
+        card.write_text(metanca_card(ckpt, res, studies, card_notes))
+        typer.echo(f"model card: {card}")
 
 
 @study_app.command("heatmap")

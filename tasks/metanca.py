@@ -17,6 +17,7 @@ updates. Sample pooling keeps grown networks across iterations; zero-out perturb
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
 
 @dataclass
@@ -169,6 +171,8 @@ class DataConditioned:
     activation and error of the neuron it leaves and of the neuron it enters, on a data batch
     (the variant the MetaNCA abstract names as future work: R becomes a learned local learning
     rule). p = [x, x_f, x_b, signals]: (S, cells, 3C + 4)."""
+
+    project = None  # the perception carries extra signals: the rule reads it whole
 
     def __init__(self, topo, x: torch.Tensor, y: torch.Tensor, activation: str, batch: int = 64):
         self.topo, self.x, self.y, self.activation, self.batch = topo, x, y, activation, batch

@@ -132,3 +132,34 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
     if notes:
         lines += ["## Notes", "", notes]
     return "\n".join(lines) + "\n"
+
+
+def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = "") -> str:
+    """Markdown model card for a MetaNCA rule: accuracy on its meta-training architectures and
+    the summaries of the given studies ({"heatmap": ..., "zeroout": ...} JSON results)."""
+    from localrules.tasks import metanca as mn
+
+    rule, cfg, meta = mn.load(checkpoint)
+    lines = [f"# MetaNCA rule ({cfg.dataset})", "",
+             f"A local rule of {sum(p.numel() for p in rule.parameters()):,} parameters that grows the weights of "
+             f"feed-forward task networks; meta-trained on {[list(a) for a in cfg.archs]} for "
+             f"{meta.get('iteration', '?')} iterations.", "", "## Training", ""] + training_lines(meta)
+    lines += ["## Evaluation", "", f"`localrules eval metanca`: {res['samples']} networks per architecture grown "
+              f"from random initialisations for {res['steps']} rule updates; test accuracy on the held-out split.",
+              "", "| architecture | mean test accuracy | std |", "|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} |" for r in res["archs"]]
+    hm = studies.get("heatmap")
+    if hm:
+        lines += ["", f"Architecture generalisation (`localrules study heatmap`, {len(hm['cells'])} architectures "
+                  f"[n_in, X, Y, n_out], {hm['samples']} samples each, {hm['steps']} updates): mean over cells "
+                  f"**{hm['mean_over_cells']:.4f}**, worst cell **{hm['worst_cell']:.4f}**, best cell "
+                  f"{hm['best_cell']:.4f}."]
+    zo = studies.get("zeroout")
+    if zo:
+        lines += ["", f"Zero-out (`localrules study zeroout`, {zo['sizes']}, {zo['samples']} networks, a whole layer "
+                  f"+ {zo['frac']:.0%} of the other weights zeroed after {zo['zero_out_at']} updates): accuracy "
+                  f"before {zo['accuracy_before']:.4f}, lowest after {zo['accuracy_min_after']:.4f}, after "
+                  f"{len(zo['accuracy']) - 1 - zo['zero_out_at']} more updates {zo['accuracy_recovered']:.4f}."]
+    if notes:
+        lines += ["", "## Notes", "", notes]
+    return "\n".join(lines) + "\n"

@@ -91,9 +91,10 @@ def test_metanca_run_and_studies_on_iris(tmp_path):
                               "--out", str(run_dir), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     ckpt = str(run_dir / "model.safetensors")
-    res = runner.invoke(app, ["run", "metanca", "--pretrained", ckpt, "--samples", "3", "--grow-steps", "2",
-                              "--device", "cpu"])
+    res = runner.invoke(app, ["eval", "metanca", "--checkpoint", ckpt, "--samples", "3", "--steps", "2",
+                              "--device", "cpu", "--card", str(tmp_path / "card.md")])
     assert res.exit_code == 0 and "[4, 8, 3]: test accuracy" in res.output, res.output
+    assert "| [4, 8, 3] |" in (tmp_path / "card.md").read_text()
     hm = tmp_path / "hm.json"
     args = ["study", "heatmap", "--checkpoint", ckpt, "--x", "4,8", "--y", "3,8", "--samples", "3",
             "--steps", "2", "--json", str(hm), "--png", str(tmp_path / "hm.png")]
@@ -117,6 +118,11 @@ def test_metanca_run_and_studies_on_iris(tmp_path):
     assert json.loads((tmp_path / "tr.json").read_text())["trained_on"] == "iris"
     res = runner.invoke(app, ["study", "transfer", "--checkpoint", ckpt, "--arch", "4,12,10"])
     assert res.exit_code != 0 and "64 inputs" in res.output
+    res = runner.invoke(app, ["eval", "metanca", "--checkpoint", ckpt, "--samples", "2", "--steps", "2", "--heatmap",
+                              str(hm), "--zeroout", str(zo), "--card", str(tmp_path / "card2.md")])
+    assert res.exit_code == 0, res.output
+    card = (tmp_path / "card2.md").read_text()
+    assert "worst cell" in card and "Zero-out" in card
 
 
 def test_metanca_bad_arch_is_a_clear_error(tmp_path):
