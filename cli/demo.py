@@ -11,7 +11,6 @@ import typer
 
 from .common import DATA_HELP, DEVICE_HELP, setup
 
-RESTORE_DEFAULT = Path("runs/restore")
 
 
 class DemoTask(str, Enum):
@@ -33,7 +32,9 @@ def _checkpoint(task: DemoTask, checkpoint: Optional[Path]) -> Path:
         return path
     from localrules.demo.session import restore_paths
 
-    folder = checkpoint or RESTORE_DEFAULT
+    from localrules.tasks.restore import PRETRAINED_DIR
+
+    folder = checkpoint or PRETRAINED_DIR
     hybrid, _ = restore_paths(folder)
     if not hybrid.is_file():
         raise typer.BadParameter(
@@ -57,7 +58,7 @@ def demo(
                                     help="Which system to play with: mnist-selfclassify or restore."),
     checkpoint: Optional[Path] = typer.Option(
         None, help="mnist-selfclassify: a model.safetensors (default: the shipped L2+noise model). "
-        "restore: a folder holding hybrid/model.safetensors (default runs/restore)."),
+        "restore: a folder holding hybrid/model.safetensors (default: the shipped models; yours are in runs/restore)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
