@@ -18,6 +18,15 @@ class BenchSystem(str, Enum):
     restore = "restore"
 
 
+def _test_pixels(data_dir):
+    """The MNIST test digits as (N, 28, 28) floats in [0, 1]."""
+    from localrules.data.arrays import to_unit_pixels
+    from localrules.data.mnist import load_mnist
+
+    x, _ = load_mnist("test", data_dir)
+    return to_unit_pixels(x)
+
+
 def bench(
     system: BenchSystem = typer.Argument(BenchSystem.mnist_selfclassify, help="Which engine to benchmark."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report here."),
@@ -32,20 +41,15 @@ def bench(
     from localrules.bench.run import bench_metanca, bench_restore, bench_selfclassify
 
     dev = setup(device, threads)
-    if system in (BenchSystem.mnist_selfclassify, BenchSystem.restore):
-        from localrules.data.arrays import to_unit_pixels
-        from localrules.data.mnist import load_mnist
-
-        x, _ = load_mnist("test", data_dir)
-        if system is BenchSystem.restore:
-            kw = dict(batch=4, eval_digits=8, eval_batch=4, repeats=1) if quick else {}
-            res = bench_restore(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
-        else:
-            kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
-            res = bench_selfclassify(to_unit_pixels(x), dev, **{"repeats": repeats, **kw})
-    else:
+    if system is BenchSystem.metanca:
         kw = dict(sizes=(20, 8, 6, 3), samples=2, steps=2, data_batch=8, repeats=1) if quick else {}
         res = bench_metanca(dev, **{"repeats": repeats, **kw})
+    elif system is BenchSystem.restore:
+        kw = dict(batch=4, eval_digits=8, eval_batch=4, repeats=1) if quick else {}
+        res = bench_restore(_test_pixels(data_dir), dev, **{"repeats": repeats, **kw})
+    else:
+        kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
+        res = bench_selfclassify(_test_pixels(data_dir), dev, **{"repeats": repeats, **kw})
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=1))

@@ -33,9 +33,11 @@ def _test_digits(n: int, data_dir, device):
     return to_unit_pixels(x).to(device), torch.as_tensor(y).to(device)
 
 
-def _load_models(folder: Path, device):
+def _load_models(folder: Optional[Path], device):
+    """(restorers, classifier) from ``folder`` (default: the shipped models)."""
     from localrules.tasks import restore as rs
 
+    folder = folder or rs.PRETRAINED_DIR
     paths = {name: folder / name / "model.safetensors" for name in (*RESTORERS, "classifier")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
@@ -71,9 +73,7 @@ def run_restore(
 
     dev = setup(device, threads)
     if pretrained:
-        from localrules.tasks.restore import PRETRAINED_DIR
-
-        _eval(PRETRAINED_DIR, n, 0.7, None, None, dev, data_dir, seed)
+        _eval(None, n, 0.7, None, None, dev, data_dir, seed)
         return
     out = out or Path("runs/restore") / model.value
     cfg = rs.Config(model=model.value, mask_frac=mask_frac).validate()
@@ -94,7 +94,9 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     import torch
 
     from localrules.studies.restore_eval import evaluate
+    from localrules.tasks.restore import PRETRAINED_DIR
 
+    folder = folder or PRETRAINED_DIR
     models, classifier = _load_models(folder, device)
     images, labels = _test_digits(n, data_dir, device)
     t0 = time.perf_counter()
@@ -135,9 +137,7 @@ def eval_restore(
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
 ):
     """All restoration models and the interpolation floor on the same masked test digits."""
-    from localrules.tasks.restore import PRETRAINED_DIR
-
-    _eval(models or PRETRAINED_DIR, n, mask_frac, json_out, png, setup(device, threads), data_dir, seed,
+    _eval(models, n, mask_frac, json_out, png, setup(device, threads), data_dir, seed,
           card, card_notes)
 
 
@@ -155,9 +155,7 @@ def study_restore_damage(
     from localrules.studies.restore_eval import damage_study
 
     dev = setup(device)
-    from localrules.tasks.restore import PRETRAINED_DIR
-
-    restorers, classifier = _load_models(models or PRETRAINED_DIR, dev)
+    restorers, classifier = _load_models(models, dev)
     images, labels = _test_digits(n, data_dir, dev)
     res = damage_study(restorers, classifier, images, labels, 0.7, damage_frac, seed)
     json_out.parent.mkdir(parents=True, exist_ok=True)

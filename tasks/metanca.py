@@ -207,6 +207,12 @@ def zero_out_networks(topo, state: torch.Tensor, frac: float, generator=None) ->
     return out
 
 
+def networks_per_chunk(n_cells: int, device) -> int:
+    """How many networks of ``n_cells`` weights to grow at once: about 100k weights on a CPU
+    (chunks that stay in cache grew 3x faster than 25 networks of 89k weights), 5M on a GPU."""
+    return max(1, (100_000 if torch.device(device).type == "cpu" else 5_000_000) // n_cells)
+
+
 @torch.no_grad()
 def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activation="relu",
          every: int = 1, metric=None) -> tuple[torch.Tensor, list[torch.Tensor]]:

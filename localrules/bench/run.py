@@ -200,9 +200,9 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
                 fn(False)
         return run
 
-    chunk = max(1, (100_000 if device.type == "cpu" else 5_000_000) // topo.n_cells)
+    chunk = mn.networks_per_chunk(topo.n_cells, device)
 
-    def grow():  # how the studies grow networks: batches of ~100k weights on a CPU (cache-sized)
+    def grow():  # how the studies grow networks: in cache-sized chunks
         with torch.inference_mode():
             for lo in range(0, samples, chunk):
                 s = state0[lo : lo + chunk]

@@ -30,18 +30,15 @@ def _topology(cfg: mn.Config, sizes, data: Split, device):
 
 
 def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int,
-                  seed: int = 0, cells_per_chunk: int | None = None) -> torch.Tensor:
-    """(samples,) test accuracies of networks grown for ``steps`` updates from random inits.
-
-    Networks grow in chunks of about ``cells_per_chunk`` weights (default 100k on a CPU, where
-    chunks that stay in cache grew 3x faster than 25 networks of 89k weights at once, and 5M on
-    a GPU)."""
+                  seed: int = 0) -> torch.Tensor:
+    """(samples,) test accuracies of networks grown for ``steps`` updates from random inits,
+    in chunks of ``mn.networks_per_chunk`` networks."""
     torch.manual_seed(seed)
     dev = next(rule.parameters()).device
     topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_test.to(dev), data.y_test.to(dev)
     accs = []
-    chunk = max(1, (cells_per_chunk or (100_000 if dev.type == "cpu" else 5_000_000)) // topo.n_cells)
+    chunk = mn.networks_per_chunk(topo.n_cells, dev)
     for lo in range(0, samples, chunk):
         state = mn.init_networks(topo, min(chunk, samples - lo), cfg, dev)
         state, _ = mn.grow(rule, topo, state, steps)
