@@ -38,12 +38,14 @@ PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metan
 class Config:
     dataset: str = "iris"
     archs: tuple[tuple[int, ...], ...] = ((4, 16, 3),)
-    pos_dim: int = 4  # positional-code width per index (input neuron, output neuron, layer)
+    pos_dim: int = 20  # positional-code width per index (input neuron, output neuron, layer): 2^10 positions
     free_hidden: int = 4  # hidden channels that start random
     rule_hidden: tuple[int, ...] = (64, 64)
     fire_rate: float = 0.5
-    activation: str = "relu"
+    activation: str = "tanh"  # relu: meta-training fell into dead hidden units (chance) on digits and MNIST
     h_init_std: float = 1.0
+    rule_init_std: float = 0.0  # std of the rule's last-layer weights at the start (0: zero-init)
+    w_init: float = 1.0  # initial weights N(0, w_init^2 / fan_in); 0 starts from empty networks
     samples: int = 16  # task networks per iteration
     pool_size: int = 128  # per architecture; 0 turns sample pooling off
     fresh_frac: float = 0.25  # of each batch replaced by new random networks
@@ -67,6 +69,8 @@ class Config:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, not {self.activation!r}")
         if self.engine not in ("dense", "graph"):
             raise ValueError(f"engine must be 'dense' or 'graph', not {self.engine!r}")
+        if self.pos_dim < 0 or self.free_hidden < 0:
+            raise ValueError("pos_dim and free_hidden must be >= 0")
         if not self.archs:
             raise ValueError("need at least one meta-training architecture")
         if self.pool_size and self.pool_size < self.samples:
@@ -84,7 +88,8 @@ class Config:
 def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
     n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
-    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False), cfg.fire_rate)
+    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False,
+                             last_std=cfg.rule_init_std), cfg.fire_rate)
 
 
 def topology(sizes, engine: str = "dense"):
@@ -100,10 +105,10 @@ def _positional(topo, dim: int) -> torch.Tensor:
 
 
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
-    """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
+    """(S, cells, 1 + H): weights N(0, w_init^2/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
     fan_in = [topo.sizes[b.src] for b in topo.blocks]
-    w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
+    w = torch.cat([torch.randn(m.shape[:3]).flatten(1) * (cfg.w_init / f**0.5) for m, f in zip(mats, fan_in)], 1)
     pos = _positional(topo, cfg.pos_dim).expand(samples, -1, -1)
     free = torch.randn(samples, topo.n_cells, cfg.free_hidden) * cfg.h_init_std
     return torch.cat([w[..., None], pos, free], -1).to(device)

@@ -5,12 +5,15 @@ Hybrid (the seed text's recipe; the wiring it leaves open is chosen as below):
     s_0     = encoder(pad(x))                 1x1 conv 1 -> 16 on the 32x32 lattice     (B, 32, 32, 16)
     for t < steps (10):
       s     = LayerNorm(s + rule(dwconv3x3(s)))   CA: depthwise 3x3 (x4) -> ReLU -> 1x1 64 -> 16, ~1.7k params
-      g     = gate(mean_c s)                  MLP 1024 -> 1024 -> ReLU -> dropout -> 256 (16x16), ~1.3M params
-      s     = s + upsample2(g) * a            a: learned per-channel scale (16)
+      g     = gate(s r)                       r: learned read-out 16 -> 1 per cell (32x32 = 1024 inputs);
+                                              MLP 1024 -> 1024 -> ReLU -> dropout -> 256 (16x16), ~1.3M params
+      s     = s + upsample2(g) * a            bilinear x2; a: learned per-channel scale (16)
     y       = sigmoid(readout(s))[2:30, 2:30] 1x1 conv 16 -> 1, cropped to 28x28
 
 CA-only: the same without the gate. CNN-AE: a plain convolutional auto-encoder (~1M params).
-Learned models see only the masked image (blanked pixels = 0), never the mask. Training adds
+The gate must not read the plain channel mean: right after the LayerNorm that mean is the
+constant mean(beta) at initialisation, so such a gate sees nothing (our first hybrid did, and
+trained no better than the CA alone). Learned models see only the masked image (blanked pixels = 0), never the mask. Training adds
 Gaussian noise to the lattice state each step and dropout in the gate.
 """
 
@@ -71,10 +74,11 @@ class CARestorer(nn.Module):
             side = int(cfg.gate_out**0.5)
             if side * side != cfg.gate_out or L % side:
                 raise ValueError("gate_out must be a square whose side divides the lattice")
+            self.gate_read = nn.Linear(C, 1)
             self.gate = nn.Sequential(
                 nn.Linear(L * L, cfg.gate_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
                 nn.Linear(cfg.gate_hidden, cfg.gate_out), nn.Unflatten(1, (1, side, side)),
-                nn.Upsample(scale_factor=L // side, mode="nearest"),
+                nn.Upsample(scale_factor=L // side, mode="bilinear", align_corners=False),
             )
             self.gate_scale = nn.Parameter(torch.full((C,), 0.1))
         self.readout = nn.Conv2d(C, 1, 1)
@@ -95,7 +99,7 @@ class CARestorer(nn.Module):
             if self.training and self.cfg.state_noise:
                 s = s + torch.randn_like(s) * self.cfg.state_noise
             if self.gate is not None:
-                g = self.gate(s.mean(-1).flatten(1))  # (B, 1, L, L)
+                g = self.gate(self.gate_read(s).flatten(1))  # (B, 1, L, L)
                 s = s + g[:, 0, :, :, None] * self.gate_scale
         y = self.readout(s.permute(0, 3, 1, 2))[:, 0, p : p + 28, p : p + 28]
         return torch.sigmoid(y)

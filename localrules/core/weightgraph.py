@@ -45,22 +45,28 @@ class Block:
     dst: int
 
 
-BIAS_POSITION = 10_000  # the "input neuron" index that marks a bias cell
+BIAS_POSITION = -1  # the "input neuron" index that marks a bias cell (no neuron has it)
 
 
-def sinusoid(pos: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer positional encoding: (n,) integer positions -> (n, dim) sin / cos features."""
-    freq = torch.exp(torch.arange(0, dim, 2) * (-torch.log(torch.tensor(1e4)) / dim))
-    ang = pos.float()[:, None] * freq
-    return torch.stack([ang.sin(), ang.cos()], -1).flatten(1)[:, :dim]
+def fourier(pos: torch.Tensor, dim: int) -> torch.Tensor:
+    """Octave Fourier features: (n,) integer positions -> (n, dim) [sin, cos](2 pi pos / 2^k),
+    k = 1, 2, ...: periods 2, 4, ..., 2^ceil(dim/2), so ``dim`` = 20 tells 1,024 positions apart.
+
+    (A transformer-style code with geometric frequencies (base 10^4) left a rule that must
+    write a weight per input pixel stuck at chance on 8x8 digits; these octaves did not.)
+    """
+    k = torch.arange(1, (dim + 1) // 2 + 1, dtype=torch.float64)
+    ang = 2 * torch.pi * pos.double()[:, None] / 2.0**k
+    return torch.stack([ang.sin(), ang.cos()], -1).flatten(1)[:, :dim].float()
 
 
 def positional_code(topo, dim: int) -> torch.Tensor:
-    """(cells, 3 * dim): [PE(input neuron), PE(output neuron), PE(destination layer)] per weight.
+    """(cells, 3 * dim): [F(input neuron), F(output neuron), F(destination layer)] per weight,
+    F = :func:`fourier`.
 
     A data-free rule sees only local means, so nothing else tells input pixel 3 from pixel
     700; this code (as in the MetaNCA authors' code) breaks the symmetry. Bias cells get the
-    input position BIAS_POSITION.
+    input position BIAS_POSITION = -1, which equals no neuron index below 2^ceil(dim/2) - 1.
     """
     parts = []
     for b, (o, i) in zip(topo.blocks, topo.block_shapes):
@@ -68,9 +74,9 @@ def positional_code(topo, dim: int) -> torch.Tensor:
         if i > topo.sizes[b.src]:
             cols[-1] = BIAS_POSITION
         parts.append(torch.cat([
-            sinusoid(cols.repeat(o), dim),
-            sinusoid(torch.arange(o).repeat_interleave(i), dim),
-            sinusoid(torch.full((o * i,), b.dst - 1), dim),
+            fourier(cols.repeat(o), dim),
+            fourier(torch.arange(o).repeat_interleave(i), dim),
+            fourier(torch.full((o * i,), b.dst - 1), dim),
         ], 1))
     return torch.cat(parts)
 

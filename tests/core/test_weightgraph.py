@@ -2,7 +2,7 @@
 
 import torch
 
-from localrules.core.weightgraph import Block, DenseLayers, WeightGraph, positional_code
+from localrules.core.weightgraph import Block, DenseLayers, WeightGraph, fourier, positional_code
 
 
 def test_means_by_hand_on_a_2_2_1_network():
@@ -63,6 +63,12 @@ def test_graph_runs_a_dag_with_a_skip_connection():
 
 
 def test_positional_code_tells_weights_apart():
-    code = positional_code(DenseLayers([5, 4, 3]), 4)
-    assert code.shape == (4 * 6 + 3 * 5, 12)
+    code = positional_code(DenseLayers([5, 4, 3]), 6)  # periods 2, 4, 8: 8 positions
+    assert code.shape == (4 * 6 + 3 * 5, 18)
     assert len(torch.unique(code, dim=0)) == len(code)
+
+
+def test_fourier_code_tells_1024_positions_apart():
+    code = fourier(torch.arange(-1, 1023), 20)
+    assert code.shape == (1024, 20)
+    assert len(torch.unique(code.round(decimals=4), dim=0)) == 1024

@@ -44,6 +44,17 @@ def test_shapes_and_parameter_counts():
     assert enc(torch.zeros(1, 1, 32, 32)).shape == (1, 16, 32, 32)
 
 
+def test_the_gate_sees_the_image():
+    """Regression: a gate reading the channel mean right after the LayerNorm saw a constant."""
+    torch.manual_seed(0)
+    m = rs.CARestorer(rs.Config()).eval()
+    seen = []
+    m.gate[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    m(torch.rand(2, 28, 28), steps=1)
+    assert seen[0].std(1).min() > 1e-3  # varies over the lattice
+    assert (seen[0][0] - seen[0][1]).abs().max() > 1e-3  # and between images
+
+
 def test_interpolation_keeps_visible_and_fills_blanks():
     x = torch.rand(2, 28, 28)
     _, keep = mask_pixels(x, 0.5)
