@@ -150,11 +150,12 @@ def study_restore_damage(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
 ):
     """Robustness: digit-ID accuracy drop when 30 % of the lattice cells are zeroed mid-run."""
     from localrules.studies.restore_eval import damage_study
 
-    dev = setup(device)
+    dev = setup(device, threads)
     restorers, classifier = _load_models(models, dev)
     images, labels = _test_digits(n, data_dir, dev)
     res = damage_study(restorers, classifier, images, labels, 0.7, damage_frac, seed)

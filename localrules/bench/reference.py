@@ -56,6 +56,7 @@ def restore_hybrid(model, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(F.conv2d(s, per.weight, per.bias, padding=1, groups=C))
         s = s + F.conv2d(h, rule.weight[:, :, None, None], rule.bias)
         s = F.layer_norm(s.permute(0, 2, 3, 1), (C,), norm.weight, norm.bias).permute(0, 3, 1, 2)
-        g = model.gate(s.mean(1).flatten(1))  # (B, 1, L, L)
+        r = model.gate_read
+        g = model.gate(F.conv2d(s, r.weight[:, :, None, None], r.bias).flatten(1))  # (B, 1, L, L)
         s = s + g * model.gate_scale[None, :, None, None]
     return torch.sigmoid(F.conv2d(s, model.readout.weight, model.readout.bias))[:, 0, p : p + 28, p : p + 28]
