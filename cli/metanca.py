@@ -48,8 +48,6 @@ def run_metanca(
     rule_hidden: str = typer.Option("64,64", help="Hidden layer widths of the rule MLP, e.g. 32 or 64,64."),
     pos_dim: int = typer.Option(20, help="Width of the positional code (octave Fourier features) of each index (input neuron, output neuron, layer) in the hidden state: 2 * log2 of the positions to tell apart (20: 1,024)."),
     activation: str = typer.Option("tanh", help="Hidden activation of the task networks: tanh or relu (with relu, meta-training on digits and MNIST fell into dead hidden units and stayed at chance)."),
-    w_init: float = typer.Option(1.0, help="Initial task weights N(0, w_init^2 / fan_in); 0 grows every network from empty weights."),
-    rule_init_std: float = typer.Option(0.0, help="Std of the rule's last-layer weights at the start; 0 zero-inits it (an untrained rule changes nothing)."),
     pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
     fresh_frac: float = typer.Option(0.25, help="Share of each pooled batch replaced by fresh random networks."),
     zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
@@ -76,7 +74,7 @@ def run_metanca(
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size, fresh_frac=fresh_frac,
                     rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")), pos_dim=pos_dim,
-                    activation=activation, w_init=w_init, rule_init_std=rule_init_std,
+                    activation=activation,
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)

@@ -50,8 +50,6 @@ class Config:
     fire_rate: float = 0.5
     activation: str = "tanh"  # relu: meta-training fell into dead hidden units (chance) on digits and MNIST
     h_init_std: float = 1.0
-    rule_init_std: float = 0.0  # std of the rule's last-layer weights at the start (0: zero-init)
-    w_init: float = 1.0  # initial weights N(0, w_init^2 / fan_in); 0 starts from empty networks
     samples: int = 16  # task networks per iteration
     pool_size: int = 128  # per architecture; 0 turns sample pooling off
     fresh_frac: float = 0.25  # of each batch replaced by new random networks
@@ -94,8 +92,7 @@ class Config:
 def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
     n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
-    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False,
-                             last_std=cfg.rule_init_std), cfg.fire_rate)
+    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False), cfg.fire_rate)
 
 
 def topology(sizes, engine: str = "dense"):
@@ -111,10 +108,10 @@ def _positional(topo, dim: int) -> torch.Tensor:
 
 
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
-    """(S, cells, 1 + H): weights N(0, w_init^2/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
+    """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
     fan_in = [topo.sizes[b.src] for b in topo.blocks]
-    w = torch.cat([torch.randn(m.shape[:3]).flatten(1) * (cfg.w_init / f**0.5) for m, f in zip(mats, fan_in)], 1)
+    w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
     pos = _positional(topo, cfg.pos_dim).expand(samples, -1, -1)
     free = torch.randn(samples, topo.n_cells, cfg.free_hidden) * cfg.h_init_std
     return torch.cat([w[..., None], pos, free], -1).to(device)

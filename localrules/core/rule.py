@@ -2,9 +2,7 @@
 
     delta = W_L act(... act(W_1 act_in(p) + b_1) ...) + b_L        p: (..., P) -> delta: (..., C_out)
 
-The last layer is zero-initialised, so an untrained rule leaves every state unchanged; with
-``last_std`` > 0 its weights start N(0, last_std^2) instead (a rule that must grow something from
-an empty state needs a nonzero start: from all zeros its gradient can vanish exactly).
+The last layer is zero-initialised, so an untrained rule leaves every state unchanged.
 """
 
 from __future__ import annotations
@@ -14,15 +12,14 @@ from torch import nn
 
 
 class Rule(nn.Module):
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, relu_input: bool = True,
-                 last_std: float = 0.0):
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, relu_input: bool = True):
         super().__init__()
         dims = (in_dim, *hidden)
         layers: list[nn.Module] = [nn.ReLU()] if relu_input else []
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
         last = nn.Linear(dims[-1], out_dim)
-        nn.init.normal_(last.weight, std=last_std) if last_std > 0 else nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.mlp = nn.Sequential(*layers, last)
 
