@@ -13,8 +13,9 @@ Hybrid (the seed text's recipe; the wiring it leaves open is chosen as below):
 CA-only: the same without the gate. CNN-AE: a plain convolutional auto-encoder (~1M params).
 The gate must not read the plain channel mean: right after the LayerNorm that mean is the
 constant mean(beta) at initialisation, so such a gate sees nothing (our first hybrid did, and
-trained no better than the CA alone). Learned models see only the masked image (blanked pixels = 0), never the mask. Training adds
-Gaussian noise to the lattice state each step and dropout in the gate.
+trained no better than the CA alone). Learned models see only the masked image (blanked
+pixels = 0), never the mask. Training adds Gaussian noise to the lattice state each step and
+dropout in the gate.
 """
 
 from __future__ import annotations
