@@ -117,12 +117,12 @@ def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
     return torch.cat([w[..., None], pos, free], -1).to(device)
 
 
-def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str) -> torch.Tensor:
     """Run the S task networks whose weights are ``state[..., 0]`` on x (D, n_0) -> (S, D, n_L)."""
     return forward_layers(topo, state, x, activation)[0][len(topo.sizes) - 1]
 
 
-def forward_layers(topo, state: torch.Tensor, x: torch.Tensor, activation: str = "relu"):
+def forward_layers(topo, state: torch.Tensor, x: torch.Tensor, activation: str):
     """Pre-activations z and activations a of every layer: ({layer: (S, D, n_l)}, {layer: ...}).
 
     z_dst = sum over blocks into dst of a_src W^T (+ b_dst); hidden layers use ``activation``;
@@ -149,7 +149,7 @@ def forward_layers(topo, state: torch.Tensor, x: torch.Tensor, activation: str =
 SIGNAL_SCALE = torch.tensor([1.0, 10.0])  # activations, errors (errors are ~10x smaller)
 
 
-def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activation: str = "relu"):
+def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activation: str):
     """(S, nodes, 2): per neuron, tanh of its mean activation and of 10 x its mean error dL/dz
     over the batch x, y.
 

@@ -167,7 +167,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         for t in range(steps):
             s = rule.step(topo, s[..., :0], s, None, fire=fires[t])
         if run_backward:
-            loss = F.cross_entropy(mn.task_forward(topo, s, x).flatten(0, 1), y.repeat(samples))
+            loss = F.cross_entropy(mn.task_forward(topo, s, x, "relu").flatten(0, 1), y.repeat(samples))
             rule.zero_grad()
             loss.backward()
         return s.detach()

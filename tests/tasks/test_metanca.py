@@ -18,7 +18,7 @@ def test_task_forward_matches_torch_mlp():
     s = 1
     h = torch.relu(x @ W0[s, :, :4, 0].T + W0[s, :, 4, 0])
     ref = h @ W1[s, :, :5, 0].T + W1[s, :, 5, 0]
-    torch.testing.assert_close(mn.task_forward(topo, state, x)[s], ref)
+    torch.testing.assert_close(mn.task_forward(topo, state, x, "relu")[s], ref)
 
 
 def test_task_forward_on_a_dag():
@@ -28,7 +28,7 @@ def test_task_forward_on_a_dag():
     A, S, B = [m[0, ..., 0] for m in g.split(state[..., :1])]
     h = torch.relu(x @ A[:, :3].T + A[:, 3])
     ref = x @ S.T + h @ B[:, :2].T + B[:, 2]
-    torch.testing.assert_close(mn.task_forward(g, state, x)[0], ref)
+    torch.testing.assert_close(mn.task_forward(g, state, x, "relu")[0], ref)
 
 
 def test_dense_and_graph_engines_step_equal():
@@ -82,7 +82,7 @@ def test_neuron_signals_by_hand():
     cfg = mn.Config()
     state = mn.init_networks(topo, 1, cfg)
     x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
-    sig = mn.neuron_signals(topo, state, x, y)
+    sig = mn.neuron_signals(topo, state, x, y, "relu")
     W = topo.split(state[..., :1])[0][0, :, :, 0]  # (2, 4): [W | b]
     z = (x @ W[:, :3].T + W[:, 3]).requires_grad_()
     torch.nn.functional.cross_entropy(z, y).backward()
