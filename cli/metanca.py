@@ -29,7 +29,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _default_archs(dataset: str) -> list[str]:
-    return {"mnist": ["784,10,10", "784,30,10,10", "784,50,30,10"],
+    return {"mnist": ["784,10,10,10", "784,30,20,10", "784,50,30,10"],
             "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"]}[dataset]
 
 
@@ -46,7 +46,8 @@ def run_metanca(
     steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
     samples: int = typer.Option(16, help="Task networks grown per iteration."),
     rule_hidden: str = typer.Option("64,64", help="Hidden layer widths of the rule MLP, e.g. 32 or 64,64."),
-    pos_dim: int = typer.Option(20, help="Width of the positional code (octave Fourier features) of each index (input neuron, output neuron, layer) in the hidden state: 2 * log2 of the positions to tell apart (20: 1,024)."),
+    pos_dim: int = typer.Option(20, help="Width of each weight's fixed positional code (octave Fourier features) per index (input neuron, output neuron, layer), an input of the rule: 2 * log2 of the positions to tell apart (20: 1,024)."),
+    hidden: int = typer.Option(8, help="Channels of each weight's hidden state h."),
     activation: str = typer.Option("tanh", help="Hidden activation of the task networks: tanh or relu (with relu, meta-training on digits and MNIST fell into dead hidden units and stayed at chance)."),
     pool_size: int = typer.Option(128, help="Sample pool per architecture (0 = no sample pooling)."),
     fresh_frac: float = typer.Option(0.25, help="Share of each pooled batch replaced by fresh random networks."),
@@ -74,7 +75,7 @@ def run_metanca(
     archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size, fresh_frac=fresh_frac,
                     rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")), pos_dim=pos_dim,
-                    activation=activation,
+                    hidden=hidden, activation=activation,
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)

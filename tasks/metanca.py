@@ -1,15 +1,16 @@
 """Meta-Neural Cellular Automata (Barot, late-breaking abstract): a local rule grows weights.
 
-Every weight w of a feed-forward task network T is a cell with a hidden vector h (H channels).
-One rule network R, shared by all weights of all layers of all architectures, updates them:
+Every weight w of a feed-forward task network T is a cell with a hidden vector h (H channels)
+and a fixed positional code c (its input neuron, output neuron and layer; see
+localrules.core.weightgraph). One rule network R, shared by all weights of all layers of all
+architectures, updates them:
 
     p          = [w, h, w_f, h_f, w_b, h_b]         (see localrules.core.weightgraph)
-    dw, dh     = R(p)                               MLP 3(1+H) -> hidden -> 1+H, last layer zero-init
+    dw, dh     = R(p, c)                            MLP: W_1 p + U c -> hidden -> 1+H, last layer zero-init
     [w, h]    += [u <= fire_rate] * [dw, dh]
 
 R is not conditioned on data. Meta-training samples task networks (random weights N(0, 1/fan_in)
-and hidden states that start as a positional code of the weight's input neuron, output
-neuron and layer, plus random channels), applies R for a random number of steps, and
+and hidden states N(0, h_init_std^2)), applies R for a random number of steps, and
 backpropagates the task loss of T (cross-entropy on a data batch) into R through the unrolled
 updates. Sample pooling keeps grown networks across iterations; zero-out perturbs some of them.
 
@@ -17,7 +18,9 @@ Two choices decide whether meta-training leaves chance on pixel inputs (8x8 digi
 the positional code must be octave Fourier features (``fourier``; a base-10^4 transformer code
 left even a direct hypernetwork from code to weights at chance), and the task networks' hidden
 units are tanh by default: with ReLU the rule's first move was to kill every hidden unit
-(loss ln 10, zero gradients), a saddle it never left.
+(loss ln 10, zero gradients), a saddle it never left. The code is an input of R, not part of
+h: R cannot overwrite it, and U c is computed once per step for all sampled networks, which
+makes a training step about 3x cheaper than carrying the 60 code channels in every h.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, Rule
-from localrules.core.weightgraph import DenseLayers, WeightGraph, positional_code
+from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import zero_out
@@ -45,7 +48,7 @@ class Config:
     dataset: str = "iris"
     archs: tuple[tuple[int, ...], ...] = ((4, 16, 3),)
     pos_dim: int = 20  # positional-code width per index (input neuron, output neuron, layer): 2^10 positions
-    free_hidden: int = 4  # hidden channels that start random
+    hidden: int = 8  # channels of the hidden state h of each weight
     rule_hidden: tuple[int, ...] = (64, 64)
     fire_rate: float = 0.5
     activation: str = "tanh"  # relu: meta-training fell into dead hidden units (chance) on digits and MNIST
@@ -61,20 +64,16 @@ class Config:
     data_conditioned: bool = False  # perception also holds neuron activations and errors
 
     @property
-    def hidden_state(self) -> int:
-        return 3 * self.pos_dim + self.free_hidden
-
-    @property
     def channels(self) -> int:
-        return 1 + self.hidden_state
+        return 1 + self.hidden
 
     def validate(self) -> "Config":
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, not {self.activation!r}")
         if self.engine not in ("dense", "graph"):
             raise ValueError(f"engine must be 'dense' or 'graph', not {self.engine!r}")
-        if self.pos_dim < 0 or self.free_hidden < 0:
-            raise ValueError("pos_dim and free_hidden must be >= 0")
+        if self.pos_dim < 0 or self.hidden < 0:
+            raise ValueError("pos_dim and hidden must be >= 0")
         if not self.archs:
             raise ValueError("need at least one meta-training architecture")
         if self.pool_size and self.pool_size < self.samples:
@@ -92,29 +91,21 @@ class Config:
 def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
     n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
-    return NCA(None, Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False), cfg.fire_rate)
+    rule = Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False, code_dim=3 * cfg.pos_dim)
+    return NCA(None, rule, cfg.fire_rate)
 
 
 def topology(sizes, engine: str = "dense"):
     return DenseLayers(sizes) if engine == "dense" else WeightGraph(sizes)
 
 
-def _positional(topo, dim: int) -> torch.Tensor:
-    """positional_code, computed once per topology (fresh networks are drawn every iteration)."""
-    cache = topo.__dict__.setdefault("_positional_cache", {})
-    if dim not in cache:
-        cache[dim] = positional_code(topo, dim)
-    return cache[dim]
-
-
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
-    """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden = [positional code, N(0, h_init_std^2)]."""
+    """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden states N(0, h_init_std^2)."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
     fan_in = [topo.sizes[b.src] for b in topo.blocks]
     w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
-    pos = _positional(topo, cfg.pos_dim).expand(samples, -1, -1)
-    free = torch.randn(samples, topo.n_cells, cfg.free_hidden) * cfg.h_init_std
-    return torch.cat([w[..., None], pos, free], -1).to(device)
+    h = torch.randn(samples, topo.n_cells, cfg.hidden) * cfg.h_init_std
+    return torch.cat([w[..., None], h], -1).to(device)
 
 
 def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str) -> torch.Tensor:

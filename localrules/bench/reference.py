@@ -24,10 +24,12 @@ def selfclassify_step(model, x: torch.Tensor, fire: torch.Tensor, noise_std: flo
     return torch.cat([x[:, :1], x[:, 1:] + ds * (fire & alive)], 1)
 
 
-def metanca_step(rule, layers: list[torch.Tensor], fire: list[torch.Tensor]) -> list[torch.Tensor]:
+def metanca_step(rule, layers: list[torch.Tensor], fire: list[torch.Tensor],
+                 codes: list[torch.Tensor]) -> list[torch.Tensor]:
     """Reference MetaNCA step for ONE task network, layer by layer.
 
-    layers[l]: (n_{l+1}, n_l + 1, C) augmented [W | b] cells; fire[l]: (n_{l+1}, n_l + 1, 1) bool.
+    layers[l]: (n_{l+1}, n_l + 1, C) augmented [W | b] cells; fire[l]: (n_{l+1}, n_l + 1, 1) bool;
+    codes[l]: (n_{l+1}, n_l + 1, K) the cells' positional codes.
     """
     out = []
     for l, m in enumerate(layers):
@@ -39,7 +41,7 @@ def metanca_step(rule, layers: list[torch.Tensor], fire: list[torch.Tensor]) -> 
         if l > 0:
             rows = torch.cat([layers[l - 1].mean(1), m.new_zeros(1, C)])
             xb = rows[None].expand(o, i, C)
-        delta = rule.rule(torch.cat([m, xf, xb], -1))
+        delta = rule.rule(torch.cat([m, xf, xb], -1), codes[l])
         out.append(m + delta * fire[l])
     return out
 

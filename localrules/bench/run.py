@@ -172,12 +172,15 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
             loss.backward()
         return s.detach()
 
+    codes = [m[0] for m in topo.split(topo.cell_code(rule.rule.code_dim, device)[None])]
+
     def loop(run_backward=True):
         finals, loss = [], 0.0
         for k in range(samples):
             layers = [m[0] for m in topo.split(state0[k : k + 1])]
             for t in range(steps):
-                layers = ref.metanca_step(rule, layers, [f[0] for f in topo.split(fires[t, k : k + 1].float())])
+                layers = ref.metanca_step(rule, layers, [f[0] for f in topo.split(fires[t, k : k + 1].float())],
+                                          codes)
             h = x
             for l, m in enumerate(layers):
                 h = h @ m[:, :-1, 0].T + m[:, -1, 0]

@@ -1,11 +1,12 @@
 """The neural cellular automaton step, blind to the topology.
 
     x      = [fixed, state]                              (cells, C_fixed + C)
-    delta  = rule(topology.perceive(x)) + noise          noise ~ N(0, noise_std^2), training only
+    delta  = rule(topology.perceive(x), c) + noise       noise ~ N(0, noise_std^2), training only
     state' = state + [u <= fire_rate] * alive * delta    u ~ U(0, 1) per cell
 
 ``cells`` is any leading shape: (B, H, W) on a dense grid, (N,) for compact alive cells or
-graph nodes. Noise is added before the update mask, as in the self-classifying paper.
+graph nodes. Noise is added before the update mask, as in the self-classifying paper. A rule
+with a code input also reads c = ``topology.cell_code(K)``: (cells, K) fixed per-cell features.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ class NCA(nn.Module):
     def update(self, topology, fixed: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The residual update rule(perceive([fixed, state])), before noise and masks."""
         x = torch.cat([fixed, state], dim=-1)
+        code = topology.cell_code(self.rule.code_dim, x.device) if self.rule.code_dim else None
         project = getattr(topology, "project", None)
         if project is not None and self.rule.first is not None and not torch.is_grad_enabled():
             # inference: the topology applies the first layer without building p (same result)
-            return self.rule.after_first(project(x, self.rule.first))
-        return self.rule(topology.perceive(x, self.perception))
+            h = project(x, self.rule.first)
+            return self.rule.after_first(h if code is None else h + self.rule.code(code))
+        return self.rule(topology.perceive(x, self.perception), code)
 
     def step(
         self,

@@ -15,6 +15,9 @@ Cell layout, shared by both implementations: layer l holds the augmented matrix
 ``[W_l | b_l]`` of shape (n_{l+1}, n_l + 1), flattened row-major; layers are concatenated, so a
 network is a flat (S, cells, C) tensor for S sampled networks.
 
+Each cell also has a fixed positional code (:func:`positional_code`, served by ``cell_code``)
+that a rule with a code input reads directly (see localrules.core.rule).
+
 - :class:`DenseLayers`: the fast path for chain MLPs: row / column means of each matrix,
   broadcast back.
 - :class:`WeightGraph`: the general path on torch-geometric: weights are edges, means are
@@ -65,7 +68,7 @@ def positional_code(topo, dim: int) -> torch.Tensor:
     F = :func:`fourier`.
 
     A data-free rule sees only local means, so nothing else tells input pixel 3 from pixel
-    700; this code (as in the MetaNCA authors' code) breaks the symmetry. Bias cells get the
+    700; this code breaks the symmetry. Bias cells get the
     input position BIAS_POSITION = -1, which equals no neuron index below 2^ceil(dim/2) - 1.
     """
     parts = []
@@ -81,7 +84,19 @@ def positional_code(topo, dim: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
-class DenseLayers:
+class _CellCode:
+    def cell_code(self, width: int, device=None) -> torch.Tensor:
+        """(cells, width) :func:`positional_code` with dim = width / 3, cached per width and device."""
+        if width % 3:
+            raise ValueError(f"the positional code has 3 equal parts; width {width} is not a multiple of 3")
+        cache = self.__dict__.setdefault("_code_cache", {})
+        key = (width, str(device))
+        if key not in cache:
+            cache[key] = positional_code(self, width // 3).to(device)
+        return cache[key]
+
+
+class DenseLayers(_CellCode):
     """Fast path for a chain MLP with layer sizes ``sizes`` = [n_0, ..., n_L]."""
 
     def __init__(self, sizes):
@@ -143,7 +158,7 @@ class DenseLayers:
         return h
 
 
-class WeightGraph:
+class WeightGraph(_CellCode):
     """General path: the task network as a graph, neurons are nodes, weights are edges.
 
     ``WeightGraph(sizes, blocks)``: ``sizes`` per layer, ``blocks`` the dense connections

@@ -98,8 +98,21 @@ def test_data_conditioned_variant_trains_on_iris(tmp_path):
     cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=8, pool_size=32, data_conditioned=True)
     task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
     assert task.model.rule.mlp[0].in_features == 3 * cfg.channels + 4
+    assert task.model.rule.code.in_features == 3 * cfg.pos_dim
     tcfg = TrainConfig(iterations=60, steps_min=5, steps_max=8, lr=1e-3, lr_milestones=(),
                        log_every=1, checkpoint_every=1000)
     train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
     assert sum(r["loss"] for r in rows[-10:]) / 10 < sum(r["loss"] for r in rows[:5]) / 5
+
+
+def test_the_rule_reads_each_cells_fixed_positional_code():
+    cfg = mn.Config()
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    topo = DenseLayers([6, 5, 3])
+    state = torch.zeros(2, topo.n_cells, cfg.channels)  # every cell in the same state
+    new = rule.step(topo, state[..., :0], state, None, fire=torch.ones(2, topo.n_cells, 1, dtype=torch.bool))
+    assert new.shape == state.shape
+    assert len(torch.unique(new[0, :, 0])) > topo.n_cells // 2  # only the code tells the cells apart
+    torch.testing.assert_close(new[0], new[1])
