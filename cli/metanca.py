@@ -150,18 +150,27 @@ def study_heatmap(
     steps: int = typer.Option(30, help="Rule updates per grown network."),
     json_out: Path = typer.Option(Path("runs/heatmap.json"), "--json", help="Results; an existing file with the same settings is resumed."),
     png: Optional[Path] = typer.Option(None, help="Heatmap figure."),
-    workers: int = typer.Option(0, help="Worker processes (0 or 1: in this process)."),
+    workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 or 1: in this process)."),
     seed: int = typer.Option(0, help="Seed of the initialisations."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
 ):
     """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import heatmap
     from localrules.tasks import metanca as mn
 
+    dev = setup(device, threads)
+    if workers > 1 and dev.type != "cpu":
+        raise typer.BadParameter("worker processes are for the CPU; on a GPU one process grows every cell",
+                                 param_hint="--workers")
+    if not checkpoint.is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
     _, cfg, _ = mn.load(checkpoint)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
-    res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed)
+    res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
+                  device=dev)
     if png:
         from localrules.viz.plots import plot_heatmap
 

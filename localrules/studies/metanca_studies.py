@@ -47,17 +47,19 @@ def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps:
 
 
 def _heatmap_cell(args):
-    checkpoint, data, x, y, samples, steps, seed = args
-    torch.set_num_threads(1)
-    rule, cfg, _ = mn.load(checkpoint)
+    checkpoint, data, x, y, samples, steps, seed, device = args
+    rule, cfg, _ = mn.load(checkpoint, device)
     sizes = (data.n_features, x, y, data.n_classes)
     acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
     return {"x": x, "y": y, "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0}
 
 
 def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path, workers: int = 0,
-            seed: int = 0, progress: bool = True) -> dict:
-    """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``."""
+            seed: int = 0, progress: bool = True, device="cpu") -> dict:
+    """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``.
+    ``workers`` > 1 runs cells in that many one-thread CPU processes."""
+    if workers > 1 and torch.device(device).type != "cpu":
+        raise ValueError("worker processes are for the CPU; on a GPU one process grows every cell")
     _, cfg, _ = mn.load(checkpoint)
     trained = {tuple(a) for a in cfg.archs}
     key = {"checkpoint": str(checkpoint), "samples": samples, "steps": steps, "seed": seed,
@@ -84,10 +86,10 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
         os.replace(tmp, path)
         return out
 
-    jobs = [(str(checkpoint), data, x, y, samples, steps, seed) for x, y in todo]
+    jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device)) for x, y in todo]
     bar = tqdm(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
                 c = fut.result()
                 done[(c["x"], c["y"])] = c
