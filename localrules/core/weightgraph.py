@@ -68,8 +68,8 @@ def positional_code(topo, dim: int) -> torch.Tensor:
     F = :func:`fourier`.
 
     A data-free rule sees only local means, so nothing else tells input pixel 3 from pixel
-    700; this code breaks the symmetry. Bias cells get the
-    input position BIAS_POSITION = -1, which equals no neuron index below 2^ceil(dim/2) - 1.
+    700; this code breaks the symmetry. Bias cells get the input position BIAS_POSITION = -1,
+    which equals no neuron index below 2^ceil(dim/2) - 1.
     """
     parts = []
     for b, (o, i) in zip(topo.blocks, topo.block_shapes):
