@@ -84,6 +84,17 @@ def test_run_pretrained_evaluates_shipped_model(tmp_path, mnist_dir):
     assert (tmp_path / "cells.gif").exists()
 
 
+def test_run_metanca_pretrained_grows_mnist_networks(mnist_dir):
+    from localrules.tasks import metanca as mn
+
+    if not mn.PRETRAINED_PATH.exists():
+        pytest.skip("no shipped MetaNCA rule in this checkout")
+    res = runner.invoke(app, ["run", "metanca", "--pretrained", "--samples", "2", "--grow-steps", "3",
+                              "--data-dir", str(mnist_dir), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("test accuracy") == len(mn.load(mn.PRETRAINED_PATH)[1].archs)
+
+
 def test_metanca_run_and_studies_on_iris(tmp_path):
     run_dir = tmp_path / "rule"
     res = runner.invoke(app, ["run", "metanca", "--dataset", "iris", "--arch", "4,8,3", "--iterations", "6",
