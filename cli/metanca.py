@@ -39,6 +39,7 @@ def run_metanca(
     arch: Optional[List[str]] = typer.Option(None, help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
+    init_rule: Optional[Path] = typer.Option(None, help="Start from the weights of this rule checkpoint (.safetensors) with a fresh pool and optimizer, e.g. to continue the shipped rule on a GPU; its architecture options must match."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
@@ -81,12 +82,28 @@ def run_metanca(
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
+    if init_rule is not None and not resume:
+        _init_from(task, init_rule)
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
                        steps_max=steps_max, seed=seed)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())
     typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+
+
+def _init_from(task, path: Path) -> None:
+    """Load a saved rule's weights into ``task.model``; the rule's shape options must agree."""
+    from localrules.tasks import metanca as mn
+
+    if not Path(path).with_suffix(".safetensors").is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {path}", param_hint="--init-rule")
+    rule, cfg, _ = mn.load(path)
+    shape = ("pos_dim", "hidden", "rule_hidden", "data_conditioned")
+    diff = {k: (getattr(cfg, k), getattr(task.cfg, k)) for k in shape if getattr(cfg, k) != getattr(task.cfg, k)}
+    if diff:
+        raise typer.BadParameter(f"{path} has another rule shape (saved vs now: {diff})", param_hint="--init-rule")
+    task.model.load_state_dict(rule.state_dict())
 
 
 def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir) -> dict:

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 from typer.testing import CliRunner
 
@@ -134,6 +135,23 @@ def test_metanca_run_and_studies_on_iris(tmp_path):
     assert res.exit_code == 0, res.output
     card = (tmp_path / "card2.md").read_text()
     assert "worst cell" in card and "Zero-out" in card
+
+
+def test_metanca_init_rule_starts_from_saved_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    base = ["run", "metanca", "--dataset", "iris", "--arch", "4,8,3", "--steps-min", "1", "--steps-max", "1",
+            "--samples", "2", "--pool-size", "4", "--device", "cpu"]
+    res = runner.invoke(app, base + ["--iterations", "2", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    rule = str(tmp_path / "a" / "model.safetensors")
+    res = runner.invoke(app, base + ["--iterations", "1", "--lr", "0", "--init-rule", rule, "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    a, b = load_file(rule), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    res = runner.invoke(app, base + ["--iterations", "1", "--hidden", "4", "--init-rule", rule,
+                                     "--out", str(tmp_path / "c")])
+    assert res.exit_code != 0 and "another rule shape" in res.output
 
 
 def test_metanca_bad_arch_is_a_clear_error(tmp_path):
