@@ -55,6 +55,33 @@ def test_resume_is_exact(tmp_path, small_digits):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_ctrl_c_keeps_finished_iterations_and_resumes_exactly(tmp_path, small_digits):
+    cfg = TrainConfig(iterations=6, steps_min=3, steps_max=5, checkpoint_every=100, log_every=1)
+    torch.manual_seed(0)
+    straight = _task(small_digits)
+    train(straight, cfg, tmp_path / "a", torch.device("cpu"), progress=False)
+
+    torch.manual_seed(0)
+    task = _task(small_digits)
+    calls, loss_of = [0], task.training_loss
+
+    def interrupted_at_5th(steps):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return loss_of(steps)
+
+    task.training_loss = interrupted_at_5th
+    with pytest.raises(KeyboardInterrupt):
+        train(task, cfg, tmp_path / "b", torch.device("cpu"), progress=False)
+    resumed = _task(small_digits)
+    train(resumed, cfg, tmp_path / "b", torch.device("cpu"), resume=True, progress=False)
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
 @pytest.mark.parametrize("loss", ["l2", "ce"])
 def test_tiny_training_lowers_the_loss(tmp_path, small_digits, loss):
     x, y = small_digits
