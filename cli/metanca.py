@@ -209,13 +209,14 @@ def study_zeroout(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
 ):
     """Zero-out robustness: accuracy before and after zeroing a layer and 30 % of the weights."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import zeroout_curve
     from localrules.tasks import metanca as mn
 
-    dev = setup(device, None)
+    dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
@@ -243,6 +244,7 @@ def study_stability(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
 ):
     """Table 1: meta-train with and without sample pooling, then count stable updates."""
     import torch
@@ -252,7 +254,7 @@ def study_stability(
     from localrules.tasks import metanca as mn
     from localrules.train.loop import TrainConfig, train
 
-    dev = setup(device, None)
+    dev = setup(device, threads)
     sizes = tuple(_ints(arch, "--arch"))
     data = load_split(dataset.value, 0, data_dir)
     rows = {}
@@ -282,13 +284,14 @@ def study_transfer(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
 ):
     """Grow networks for another dataset with a trained rule: does the rule transfer?"""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import grow_accuracy
     from localrules.tasks import metanca as mn
 
-    dev = setup(device)
+    dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch"))
     data = load_split(dataset.value, 0, data_dir)
