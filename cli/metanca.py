@@ -228,7 +228,7 @@ def study_zeroout(
 
         plot_zeroout(res, png)
     typer.echo(f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
-               f"recovered {res['accuracy_recovered']:.4f}; {json_out}")
+               f"best after {res['accuracy_best_after']:.4f}, at the end {res['accuracy_recovered']:.4f}; {json_out}")
 
 
 @study_app.command("stability")

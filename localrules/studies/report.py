@@ -160,6 +160,10 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
                   f"+ {zo['frac']:.0%} of the other weights zeroed after {zo['zero_out_at']} updates): accuracy "
                   f"before {zo['accuracy_before']:.4f}, lowest after {zo['accuracy_min_after']:.4f}, after "
                   f"{len(zo['accuracy']) - 1 - zo['zero_out_at']} more updates {zo['accuracy_recovered']:.4f}."]
+        if "accuracy_best_after" in zo:
+            back = zo["updates_to_within_0.02"]
+            lines[-1] += (f" Best after {zo['accuracy_best_after']:.4f}; "
+                          + (f"back within 0.02 of before after {back} updates." if back else "never back within 0.02."))
     if notes:
         lines += ["", "## Notes", "", notes]
     return "\n".join(lines) + "\n"

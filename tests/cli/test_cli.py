@@ -123,7 +123,11 @@ def test_metanca_run_and_studies_on_iris(tmp_path):
                               "--device", "cpu"])
     assert res.exit_code == 0, res.output
     z = json.loads(zo.read_text())
-    assert len(z["accuracy"]) == 7 and {"accuracy_before", "accuracy_min_after", "accuracy_recovered"} <= set(z)
+    assert len(z["accuracy"]) == 7 and {"accuracy_before", "accuracy_min_after", "accuracy_recovered",
+                                     "accuracy_best_after", "updates_to_within_0.02"} <= set(z)
+    assert z["accuracy_best_after"] == max(z["accuracy"][4:])  # updates 1..3 after the zero-out at entry 3
+    back = z["updates_to_within_0.02"]
+    assert back is None or z["accuracy_before"] - z["accuracy"][3 + back] <= 0.02
     res = runner.invoke(app, ["study", "transfer", "--checkpoint", ckpt, "--dataset", "digits", "--arch", "64,12,10",
                               "--samples", "3", "--steps", "2", "--json", str(tmp_path / "tr.json"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
