@@ -5,7 +5,7 @@ Each iteration: draw a rollout length in [steps_min, steps_max], ask the task fo
 backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take an Adam step
 under a piecewise-constant learning-rate schedule. Checkpoints (weights + the full training
 state) are written atomically every ``checkpoint_every`` iterations, at the end and on Ctrl-C
-(after the last finished iteration), so ``resume=True`` continues where the last checkpoint
+or SIGTERM (`kill`, a batch scheduler's stop; after the last finished iteration), so ``resume=True`` continues where the last checkpoint
 left off: exactly, except after a Ctrl-C that fell inside an iteration whose states the task had
 already committed to its pool.
 """
@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 import os
 import platform
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,41 +144,60 @@ def train(
                disable=not progress, desc="train", dynamic_ncols=True)
     t0, losses = time.perf_counter(), []
     done, rng = start, _rng_state(device)  # the last finished iteration and the RNG after it
-    try:
-        for it in bar:
-            steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
-            loss, info = task.training_loss(steps)
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at iteration {it + 1}; the last good checkpoint is in "
-                    f"{out}. Try a lower --lr, residual noise off, or gradient normalisation on."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.normalize_grads:
-                for p in model.parameters():
-                    if p.grad is not None:
-                        p.grad /= p.grad.norm() + 1e-8
-            opt.step()
-            sched.step()
-            done, rng = it + 1, _rng_state(device)
-            losses.append(loss.item())
-            if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
-                dt = time.perf_counter() - t0
-                seconds += dt
-                last = {"loss": sum(losses) / len(losses), "lr": sched.get_last_lr()[0],
-                        "sec_per_iter": dt / len(losses), **info}
-                log.write(it + 1, **last)
-                bar.set_postfix(loss=f"{last['loss']:.4g}")
-                t0, losses = time.perf_counter(), []
-            if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                checkpoint(it + 1)
-    except KeyboardInterrupt:  # Ctrl-C: keep every finished iteration, then stop
-        if done > start:
-            _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
-            checkpoint(done)
-        log.close()
-        tqdm.write(f"interrupted: checkpoint at iteration {done} in {out}; continue with --resume")
-        raise
+    with _sigterm_as_ctrl_c():
+        try:
+            for it in bar:
+                steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
+                loss, info = task.training_loss(steps)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at iteration {it + 1}; the last good checkpoint is in "
+                        f"{out}. Try a lower --lr, residual noise off, or gradient normalisation on."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.normalize_grads:
+                    for p in model.parameters():
+                        if p.grad is not None:
+                            p.grad /= p.grad.norm() + 1e-8
+                opt.step()
+                sched.step()
+                done, rng = it + 1, _rng_state(device)
+                losses.append(loss.item())
+                if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
+                    dt = time.perf_counter() - t0
+                    seconds += dt
+                    last = {"loss": sum(losses) / len(losses), "lr": sched.get_last_lr()[0],
+                            "sec_per_iter": dt / len(losses), **info}
+                    log.write(it + 1, **last)
+                    bar.set_postfix(loss=f"{last['loss']:.4g}")
+                    t0, losses = time.perf_counter(), []
+                if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+                    checkpoint(it + 1)
+        except KeyboardInterrupt:  # Ctrl-C: keep every finished iteration, then stop
+            if done > start:
+                _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
+                checkpoint(done)
+            log.close()
+            tqdm.write(f"interrupted: checkpoint at iteration {done} in {out}; continue with --resume")
+            raise
     log.close()
     return last
+
+
+@contextmanager
+def _sigterm_as_ctrl_c():
+    """Within the block SIGTERM raises KeyboardInterrupt, so `kill PID` saves a checkpoint like
+    Ctrl-C does (a job started with `&` ignores SIGINT, so `kill -INT` cannot reach it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

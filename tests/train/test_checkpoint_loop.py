@@ -1,4 +1,7 @@
 import json
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -55,7 +58,8 @@ def test_resume_is_exact(tmp_path, small_digits):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_ctrl_c_keeps_finished_iterations_and_resumes_exactly(tmp_path, small_digits):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_finished_iterations_and_resumes_exactly(tmp_path, small_digits, stop):
     cfg = TrainConfig(iterations=6, steps_min=3, steps_max=5, checkpoint_every=100, log_every=1)
     torch.manual_seed(0)
     straight = _task(small_digits)
@@ -68,12 +72,18 @@ def test_ctrl_c_keeps_finished_iterations_and_resumes_exactly(tmp_path, small_di
     def interrupted_at_5th(steps):
         calls[0] += 1
         if calls[0] == 5:
+            if stop == "sigterm":  # `kill PID`: the trainer's handler raises KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                raise AssertionError("SIGTERM did not stop training")
             raise KeyboardInterrupt
         return loss_of(steps)
 
     task.training_loss = interrupted_at_5th
+    handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         train(task, cfg, tmp_path / "b", torch.device("cpu"), progress=False)
+    assert signal.getsignal(signal.SIGTERM) is handler
     resumed = _task(small_digits)
     train(resumed, cfg, tmp_path / "b", torch.device("cpu"), resume=True, progress=False)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
