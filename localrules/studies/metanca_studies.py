@@ -121,14 +121,15 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
     curve = [a.mean().item() for a in before] + [at_zero.mean().item()] + [a.mean().item() for a in after]
     acc_before = curve[steps_before - 1]
     after_curve = curve[steps_before + 1:]
-    back = [t for t, a in enumerate(after_curve, 1) if acc_before - a <= 0.02]
+    tol = 0.02  # "recovered": within this of the accuracy before the zero-out
+    back = [t for t, a in enumerate(after_curve, 1) if acc_before - a <= tol]
     return {
         "sizes": list(sizes), "samples": samples, "zero_out_at": steps_before, "frac": frac,
         "accuracy": curve,  # entry t-1: after t updates; entry steps_before: right after zero-out
         "accuracy_before": acc_before,
         "accuracy_min_after": min(curve[steps_before:]),
         "accuracy_recovered": curve[-1],  # after all steps_after updates
-        "recovered_within_0.02": acc_before - curve[-1] <= 0.02,
+        "recovered_within_0.02": acc_before - curve[-1] <= tol,
         "accuracy_best_after": max(after_curve, default=at_zero.mean().item()),
         "updates_to_within_0.02": back[0] if back else None,  # first update after zero-out that is back
     }

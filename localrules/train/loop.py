@@ -5,9 +5,9 @@ Each iteration: draw a rollout length in [steps_min, steps_max], ask the task fo
 backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take an Adam step
 under a piecewise-constant learning-rate schedule. Checkpoints (weights + the full training
 state) are written atomically every ``checkpoint_every`` iterations, at the end and on Ctrl-C
-or SIGTERM (`kill`, a batch scheduler's stop; after the last finished iteration), so ``resume=True`` continues where the last checkpoint
-left off: exactly, except after a Ctrl-C that fell inside an iteration whose states the task had
-already committed to its pool.
+or SIGTERM (`kill`, a batch scheduler's stop), after the last finished iteration, so
+``resume=True`` continues where the last checkpoint left off: exactly, except after a stop that
+fell inside an iteration whose states the task had already committed to its pool.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def train(
                     t0, losses = time.perf_counter(), []
                 if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
                     checkpoint(it + 1)
-        except KeyboardInterrupt:  # Ctrl-C: keep every finished iteration, then stop
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every finished iteration, then stop
             if done > start:
                 _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
                 checkpoint(done)
