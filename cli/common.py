@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+MINUTES_HELP = ("Wall-clock budget: stop after the first iteration past this many minutes (0 = none) "
+                "and write the checkpoint as at the end; continue later with --resume.")
 DATA_HELP = ("Folder with the four MNIST IDX files (.gz or plain); default $LOCALRULES_DATA, "
              "then the cache, then a download.")
 

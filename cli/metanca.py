@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup, study_app
+from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup, study_app
 
 
 class Dataset(str, Enum):
@@ -42,6 +42,7 @@ def run_metanca(
     init_rule: Optional[Path] = typer.Option(None, help="Start from the weights of this rule checkpoint (.safetensors) with a fresh pool and optimizer, e.g. to continue the shipped rule on a GPU; its architecture options must match."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
+    minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
     steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
@@ -85,7 +86,7 @@ def run_metanca(
     if init_rule is not None and not resume:
         _init_from(task, init_rule)
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
-                       steps_max=steps_max, seed=seed)
+                       steps_max=steps_max, seed=seed, minutes=minutes)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())

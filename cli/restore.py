@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup, study_app
+from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup, study_app
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 
@@ -55,6 +55,7 @@ def run_restore(
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (all three and the floor) on N test digits."),
     iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
+    minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
     mask_frac: float = typer.Option(0.7, help="Fraction of pixels blanked in training."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
@@ -82,7 +83,7 @@ def run_restore(
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
     tcfg = TrainConfig(iterations=iterations, lr=lr, steps_min=cfg.steps, steps_max=cfg.steps, seed=seed,
                        normalize_grads=False,
-                       lr_milestones=(int(0.6 * iterations), int(0.85 * iterations)))
+                       lr_milestones=(int(0.6 * iterations), int(0.85 * iterations)), minutes=minutes)
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, command_line, eval_app, run_app, setup
+from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup
 
 
 class Loss(str, Enum):
@@ -44,6 +44,7 @@ def run_selfclassify(
     perception: PerceptionKind = typer.Option(PerceptionKind.learned, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
     engine: EngineName = typer.Option(EngineName.alive, help="alive: compute only alive cells (fast); dense: full grid conv; graph: PyG message passing."),
     checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
+    minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     seed: int = typer.Option(0, help="Random seed."),
     n: int = typer.Option(500, help="With --pretrained: test digits to evaluate."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard."),
@@ -68,7 +69,7 @@ def run_selfclassify(
                     pool_size=pool_size, engine=engine.value).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, minutes=minutes)
     images, labels = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = ms.SelfClassifyTask(cfg, images, labels, dev)

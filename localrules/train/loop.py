@@ -3,7 +3,9 @@
 Each iteration: draw a rollout length in [steps_min, steps_max], ask the task for its loss
 (the task samples its batch, rolls out the rule and commits states back to its pool), then
 backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take an Adam step
-under a piecewise-constant learning-rate schedule. Checkpoints (weights + the full training
+under a piecewise-constant learning-rate schedule. Training stops at ``iterations`` or, with
+``minutes`` > 0, after the first iteration that ends past that wall-clock budget (counted from
+the start of this call), whichever comes first; both end the same way. Checkpoints (weights + the full training
 state) are written atomically every ``checkpoint_every`` iterations, at the end and on Ctrl-C
 or SIGTERM (`kill`, a batch scheduler's stop), after the last finished iteration, so
 ``resume=True`` continues where the last checkpoint left off: exactly, except after a stop that
@@ -42,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 20
     seed: int = 0
+    minutes: float = 0.0  # wall-clock budget of one call to train(); 0 = none
 
 
 class Task(Protocol):
@@ -143,6 +146,7 @@ def train(
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                disable=not progress, desc="train", dynamic_ncols=True)
     t0, losses = time.perf_counter(), []
+    deadline = time.monotonic() + 60 * cfg.minutes if cfg.minutes > 0 else math.inf
     done, rng = start, _rng_state(device)  # the last finished iteration and the RNG after it
     with _sigterm_as_ctrl_c():
         try:
@@ -164,7 +168,9 @@ def train(
                 sched.step()
                 done, rng = it + 1, _rng_state(device)
                 losses.append(loss.item())
-                if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
+                out_of_time = time.monotonic() >= deadline and it + 1 < cfg.iterations
+                end = out_of_time or it + 1 == cfg.iterations
+                if (it + 1) % cfg.log_every == 0 or end:
                     dt = time.perf_counter() - t0
                     seconds += dt
                     last = {"loss": sum(losses) / len(losses), "lr": sched.get_last_lr()[0],
@@ -172,8 +178,13 @@ def train(
                     log.write(it + 1, **last)
                     bar.set_postfix(loss=f"{last['loss']:.4g}")
                     t0, losses = time.perf_counter(), []
-                if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
+                if (it + 1) % cfg.checkpoint_every == 0 or end:
                     checkpoint(it + 1)
+                if out_of_time:
+                    bar.close()
+                    tqdm.write(f"time budget of {cfg.minutes:g} min reached after iteration {it + 1} "
+                               f"of {cfg.iterations}; checkpoint in {out}; continue with --resume")
+                    break
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every finished iteration, then stop
             if done > start:
                 _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace

@@ -131,3 +131,17 @@ def test_resume_with_other_settings_is_refused(tmp_path, small_digits):
     with pytest.raises(ValueError, match="other settings.*loss"):
         train(_task(small_digits, loss="ce"), TrainConfig(iterations=3, steps_min=2, steps_max=2),
               tmp_path, torch.device("cpu"), resume=True, progress=False)
+
+
+def test_time_budget_ends_like_a_finished_run_and_resumes(tmp_path, small_digits):
+    """--minutes: stop after the first iteration past the budget, with checkpoint and log."""
+    cfg = TrainConfig(iterations=5, steps_min=2, steps_max=2, checkpoint_every=100, log_every=100,
+                      minutes=1e-9)
+    last = train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    _, meta = load_model_files(tmp_path / "model.safetensors")
+    assert meta["iteration"] == 1 and meta["train"]["minutes"] == 1e-9
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()] == [1]
+    assert "loss" in last
+    train(_task(small_digits), TrainConfig(**{**cfg.__dict__, "minutes": 0.0}), tmp_path,
+          torch.device("cpu"), resume=True, progress=False)
+    assert load_model_files(tmp_path / "model.safetensors")[1]["iteration"] == 5
