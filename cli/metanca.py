@@ -43,6 +43,7 @@ def run_metanca(
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
+    checkpoint_every: int = typer.Option(500, min=1, help="Write model.safetensors and train_state.pt every this many iterations."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
     steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
@@ -56,6 +57,11 @@ def run_metanca(
     zero_out_prob: float = typer.Option(0.0, help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
     engine: str = typer.Option("dense", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
     data_conditioned: bool = typer.Option(False, "--data-conditioned", help="Beyond the abstract: the rule also reads neuron activations and errors on a data batch (a learned local learning rule)."),
+    hidden_code: str = typer.Option("index", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule) or random (a random position per neuron drawn when a network is initialised: no dependence on the layer's width)."),
+    hidden_span: float = typer.Option(0.0, help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it)."),
+    arch_range: Optional[str] = typer.Option(None, help="LO,HI: meta-train on hidden widths drawn uniformly from LO..HI (depth, inputs and outputs from --arch) instead of the fixed --arch list."),
+    arch_pools: int = typer.Option(4, help="With --arch-range and pooling: pools of random architectures kept at once."),
+    arch_redraw: float = typer.Option(0.05, help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),
     split_seed: int = typer.Option(0, help="Seed of the 80/20 train/test split (recorded in the checkpoint)."),
     seed: int = typer.Option(0, help="Training seed."),
     grow_steps: int = typer.Option(30, help="With --pretrained: rule updates to grow each network."),
@@ -79,14 +85,17 @@ def run_metanca(
                     rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")), pos_dim=pos_dim,
                     hidden=hidden, activation=activation,
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
-                    data_conditioned=data_conditioned).validate()
+                    data_conditioned=data_conditioned, hidden_code=hidden_code, hidden_span=hidden_span,
+                    arch_range=tuple(_ints(arch_range, "--arch-range")) if arch_range else (),
+                    arch_pools=arch_pools, arch_redraw=arch_redraw).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
     if init_rule is not None and not resume:
         _init_from(task, init_rule)
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
-                       steps_max=steps_max, seed=seed, minutes=minutes)
+                       steps_max=steps_max, seed=seed, minutes=minutes,
+                       checkpoint_every=checkpoint_every)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())

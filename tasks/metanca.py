@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, Rule
+from localrules.core.neuron_code import NeuronCode, random_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.train.checkpoint import read_checkpoint
@@ -40,6 +41,7 @@ from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+HIDDEN_CODES = ("index", "random")
 PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
 
@@ -62,6 +64,11 @@ class Config:
     split_seed: int = 0
     engine: str = "dense"  # dense (fast, chain MLPs) | graph (PyG, any DAG)
     data_conditioned: bool = False  # perception also holds neuron activations and errors
+    hidden_code: str = "index"  # index | random: hidden neurons' code is a random position per network
+    hidden_span: float = 0.0  # random code: positions drawn from [0, hidden_span); 0 = the whole code range
+    arch_range: tuple[int, ...] = ()  # (lo, hi): meta-train on hidden widths drawn from lo..hi
+    arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
+    arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
 
     @property
     def channels(self) -> int:
@@ -78,6 +85,14 @@ class Config:
             raise ValueError("need at least one meta-training architecture")
         if self.pool_size and self.pool_size < self.samples:
             raise ValueError("pool_size must be 0 (no pooling) or >= samples")
+        if self.hidden_code not in HIDDEN_CODES:
+            raise ValueError(f"hidden_code must be one of {HIDDEN_CODES}, not {self.hidden_code!r}")
+        if self.arch_range and (len(self.arch_range) != 2 or not 1 <= self.arch_range[0] <= self.arch_range[1]):
+            raise ValueError(f"arch_range must be (lo, hi) with 1 <= lo <= hi, not {self.arch_range}")
+        if self.hidden_span < 0:
+            raise ValueError("hidden_span must be >= 0")
+        if self.arch_pools < 1 or not 0 <= self.arch_redraw <= 1:
+            raise ValueError("arch_pools must be >= 1 and arch_redraw in [0, 1]")
         return self
 
     @classmethod
@@ -85,6 +100,7 @@ class Config:
         d = dict(d)
         d["archs"] = tuple(tuple(a) for a in d["archs"])
         d["rule_hidden"] = tuple(d["rule_hidden"])
+        d["arch_range"] = tuple(d.get("arch_range", ()))  # checkpoints before issue 17 lack the new keys
         return cls(**d).validate()
 
 
@@ -191,6 +207,27 @@ def conditioned(topo, cfg: "Config", x: torch.Tensor, y: torch.Tensor):
     return DataConditioned(topo, x, y, cfg.activation) if cfg.data_conditioned else topo
 
 
+def coded(topo, cfg: "Config", positions: torch.Tensor | None):
+    """The topology the rule runs on for S networks: with ``cfg.hidden_code == "random"`` their
+    own neuron positions (S, nodes) (see localrules.core.neuron_code), else the shared index code."""
+    return NeuronCode(topo, positions) if cfg.hidden_code == "random" else topo
+
+
+def new_positions(topo, samples: int, cfg: "Config", device=None) -> torch.Tensor | None:
+    """(samples, nodes) random hidden-neuron positions for new networks; None for the index code."""
+    if cfg.hidden_code != "random":
+        return None
+    return random_positions(topo, samples, cfg.pos_dim, cfg.hidden_span).to(device)
+
+
+def random_arch(cfg: "Config") -> tuple[int, ...]:
+    """A meta-training architecture drawn as the depth, inputs and outputs of one of ``cfg.archs``
+    with every hidden width uniform in ``cfg.arch_range`` (lo..hi)."""
+    lo, hi = cfg.arch_range
+    t = cfg.archs[int(torch.randint(len(cfg.archs), (1,)))]
+    return (t[0], *(int(v) for v in torch.randint(lo, hi + 1, (len(t) - 2,))), t[-1])
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(S, D, K), (D,) -> (S,) fraction correct per task network."""
     return (logits.argmax(-1) == y).float().mean(-1)
@@ -227,7 +264,13 @@ def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activ
 
 
 class MetaNCATask:
-    """Meta-training of the rule (implements the trainer's Task protocol)."""
+    """Meta-training of the rule (implements the trainer's Task protocol).
+
+    Architectures: ``cfg.archs`` with one sample pool each; or, with ``cfg.arch_range``, hidden
+    widths drawn from that range: a fresh architecture every iteration without pooling, else
+    ``cfg.arch_pools`` pools of random architectures, the drawn one replaced by a new random
+    architecture with probability ``cfg.arch_redraw`` per iteration. With the random hidden code
+    a pool also keeps each network's neuron positions (slot "pos")."""
 
     def __init__(self, cfg: Config, data: Split, device: torch.device):
         self.cfg = cfg.validate()
@@ -240,42 +283,83 @@ class MetaNCATask:
         self.model = build_rule(cfg).to(device)
         self.x = data.x_train.to(device)
         self.y = data.y_train.to(device)
-        self.topos = {a: conditioned(topology(a, cfg.engine), cfg, self.x, self.y) for a in cfg.archs}
-        self.pools = {a: SamplePool(state=init_networks(t, cfg.pool_size, cfg, device))
-                      for a, t in self.topos.items()} if cfg.pool_size else {}
+        self.topos, self.pools = {}, {}
+        if not cfg.arch_range:
+            for a in cfg.archs:
+                self._add(a)
+        elif cfg.pool_size:
+            while len(self.pools) < cfg.arch_pools:
+                self._add(random_arch(cfg))
+
+    def _topology(self, arch):
+        return conditioned(topology(arch, self.cfg.engine), self.cfg, self.x, self.y)
+
+    def _add(self, arch) -> None:
+        """A topology and (with pooling) a pool of new networks for ``arch``."""
+        topo = self.topos[arch] = self._topology(arch)
+        if self.cfg.pool_size:
+            slots = {"state": init_networks(topo, self.cfg.pool_size, self.cfg, self.device)}
+            pos = new_positions(topo, self.cfg.pool_size, self.cfg, self.device)
+            if pos is not None:
+                slots["pos"] = pos
+            self.pools[arch] = SamplePool(**slots)
+
+    def _draw_arch(self):
+        cfg = self.cfg
+        if not cfg.arch_range:
+            return cfg.archs[int(torch.randint(len(cfg.archs), (1,)))]
+        if not cfg.pool_size:
+            return random_arch(cfg)
+        archs = list(self.pools)
+        arch = archs[int(torch.randint(len(archs), (1,)))]
+        if float(torch.rand(())) < cfg.arch_redraw:
+            new = random_arch(cfg)
+            if new not in self.pools:
+                del self.pools[arch], self.topos[arch]
+                self._add(new)
+                arch = new
+        return arch
 
     def training_batch(self):
+        """-> (arch, topology, pool indices or None, state (S, cells, C), positions (S, nodes) or None)."""
         cfg = self.cfg
-        arch = cfg.archs[int(torch.randint(len(cfg.archs), (1,)))]
-        topo = self.topos[arch]
+        arch = self._draw_arch()
+        topo = self.topos[arch] if arch in self.topos else self._topology(arch)
         if not cfg.pool_size:
-            return arch, topo, None, init_networks(topo, cfg.samples, cfg, self.device)
+            state = init_networks(topo, cfg.samples, cfg, self.device)
+            return arch, topo, None, state, new_positions(topo, cfg.samples, cfg, self.device)
         idx, b = self.pools[arch].sample(cfg.samples)
-        state = b["state"]
+        state, pos = b["state"], b.get("pos")
         n_fresh = int(round(cfg.samples * cfg.fresh_frac))
         if n_fresh:
             state[:n_fresh] = init_networks(topo, n_fresh, cfg, self.device)
+            if pos is not None:
+                pos[:n_fresh] = new_positions(topo, n_fresh, cfg, self.device)
         n_zero = int(round(cfg.samples * cfg.zero_out_prob))
         if n_zero:
             s = slice(cfg.samples - n_zero, cfg.samples)
             state[s] = zero_out_networks(topo, state[s], cfg.zero_out_frac)
-        return arch, topo, idx, state
+        return arch, topo, idx, state, pos
 
     def training_loss(self, steps: int):
-        arch, topo, idx, state = self.training_batch()
-        state = self.model.rollout(topo, state[..., :0], state, None, steps)
+        arch, topo, idx, state, pos = self.training_batch()
+        state = self.model.rollout(coded(topo, self.cfg, pos), state[..., :0], state, None, steps)
         d = torch.randint(len(self.x), (min(self.cfg.data_batch, len(self.x)),), device=self.device)
         logits = task_forward(topo, state, self.x[d], self.cfg.activation)
         y = self.y[d]
         loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(state)))
         if idx is not None:
-            self.pools[arch].commit(idx, {"state": state.detach()})
+            self.pools[arch].commit(idx, {"state": state.detach(), **({} if pos is None else {"pos": pos})})
         return loss, {"task_accuracy": accuracy(logits.detach(), y).mean().item()}
 
     def extra_state(self):
         return {"pools": {",".join(map(str, a)): p.state_dict() for a, p in self.pools.items()}}
 
     def load_extra_state(self, state):
+        if self.cfg.arch_range:  # the random architectures in use when the checkpoint was written
+            self.topos, self.pools = {}, {}
+            for key in state["pools"]:
+                self._add(tuple(int(v) for v in key.split(",")))
         for a, p in self.pools.items():
             p.load_state_dict(state["pools"][",".join(map(str, a))])
 

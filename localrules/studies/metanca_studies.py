@@ -40,8 +40,9 @@ def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps:
     accs = []
     chunk = mn.networks_per_chunk(topo.n_cells, dev)
     for lo in range(0, samples, chunk):
-        state = mn.init_networks(topo, min(chunk, samples - lo), cfg, dev)
-        state, _ = mn.grow(rule, topo, state, steps)
+        n = min(chunk, samples - lo)
+        state = mn.init_networks(topo, n, cfg, dev)
+        state, _ = mn.grow(rule, mn.coded(topo, cfg, mn.new_positions(topo, n, cfg, dev)), state, steps)
         accs.append(mn.accuracy(mn.task_forward(topo, state, x, cfg.activation), y))
     return torch.cat(accs)
 
@@ -75,7 +76,8 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
     def save():
         cells = [done[k] for k in sorted(done)]
         for c in cells:
-            c["in_training"] = (data.n_features, c["x"], c["y"], data.n_classes) in trained
+            c["in_training"] = (data.n_features, c["x"], c["y"], data.n_classes) in trained or bool(
+                cfg.arch_range and all(cfg.arch_range[0] <= v <= cfg.arch_range[1] for v in (c["x"], c["y"])))
         out = {**key, "cells": cells}
         if cells:
             means = [c["mean_accuracy"] for c in cells]
@@ -114,10 +116,11 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
     topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_test.to(dev), data.y_test.to(dev)
     state = mn.init_networks(topo, samples, cfg, dev)
-    state, before = mn.grow(rule, topo, state, steps_before, x, y, cfg.activation)
+    grown = mn.coded(topo, cfg, mn.new_positions(topo, samples, cfg, dev))  # zero-out keeps the positions
+    state, before = mn.grow(rule, grown, state, steps_before, x, y, cfg.activation)
     state = mn.zero_out_networks(topo, state, frac)
     at_zero = mn.accuracy(mn.task_forward(topo, state, x, cfg.activation), y)
-    state, after = mn.grow(rule, topo, state, steps_after, x, y, cfg.activation)
+    state, after = mn.grow(rule, grown, state, steps_after, x, y, cfg.activation)
     curve = [a.mean().item() for a in before] + [at_zero.mean().item()] + [a.mean().item() for a in after]
     acc_before = curve[steps_before - 1]
     after_curve = curve[steps_before + 1:]
@@ -147,7 +150,8 @@ def loss_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: in
     def mean_ce(logits, y):
         return F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits))).item()
 
-    _, losses = mn.grow(rule, topo, state, steps, x, y, cfg.activation, metric=mean_ce)
+    grown = mn.coded(topo, cfg, mn.new_positions(topo, samples, cfg, dev))
+    _, losses = mn.grow(rule, grown, state, steps, x, y, cfg.activation, metric=mean_ce)
     return torch.tensor(losses)
 
 

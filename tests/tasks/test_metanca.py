@@ -116,3 +116,65 @@ def test_the_rule_reads_each_cells_fixed_positional_code():
     assert new.shape == state.shape
     assert len(torch.unique(new[0, :, 0])) > topo.n_cells // 2  # only the code tells the cells apart
     torch.testing.assert_close(new[0], new[1])
+
+
+def test_checkpoints_without_the_new_keys_load_with_the_index_code():
+    # the shipped rule's config predates hidden_code / arch_range: it keeps the shared index code
+    rule, cfg, _ = mn.load(mn.PRETRAINED_PATH)
+    assert cfg.hidden_code == "index" and cfg.arch_range == () and cfg.hidden_span == 0
+    topo = DenseLayers([784, 12, 10, 10])
+    assert mn.new_positions(topo, 3, cfg) is None and mn.coded(topo, cfg, None) is topo
+    state = mn.init_networks(topo, 2, cfg)
+    torch.manual_seed(1)  # the same fire masks
+    a, _ = mn.grow(rule, mn.coded(topo, cfg, None), state, 3)
+    torch.manual_seed(1)
+    b, _ = mn.grow(rule, topo, state, 3)  # the path before issue 17
+    torch.testing.assert_close(a, b)
+
+
+def test_random_hidden_code_per_network_in_the_rule_step():
+    cfg = mn.Config(hidden_code="random", hidden_span=100)
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    topo = DenseLayers([6, 5, 3])
+    pos = mn.new_positions(topo, 2, cfg)
+    state = torch.zeros(2, topo.n_cells, cfg.channels)  # both networks in the same state
+    fire = torch.ones(2, topo.n_cells, 1, dtype=torch.bool)
+    new = rule.step(mn.coded(topo, cfg, pos), state[..., :0], state, None, fire=fire)
+    assert not torch.allclose(new[0], new[1])  # their hidden neurons sit at other positions
+    same = rule.step(mn.coded(topo, cfg, pos[[0, 0]]), state[..., :0], state, None, fire=fire)
+    torch.testing.assert_close(same[0], same[1])
+    with torch.no_grad():  # inference (projected perception) equals training
+        torch.testing.assert_close(rule.step(mn.coded(topo, cfg, pos), state[..., :0], state, None, fire=fire), new)
+
+
+def test_random_architectures_with_the_random_code_train_and_resume(tmp_path):
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="iris", archs=((4, 8, 3), (4, 8, 8, 3)), samples=8, pool_size=16,
+                    hidden_code="random", arch_range=(3, 20), arch_pools=2, arch_redraw=0.3)
+    task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
+    assert len(task.pools) == 2
+    for p in task.pools.values():
+        assert set(p.slots) == {"state", "pos"}
+    tcfg = TrainConfig(iterations=80, steps_min=3, steps_max=6, lr=1e-3, lr_milestones=(),
+                       log_every=1, checkpoint_every=1000)
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
+    assert sum(r["loss"] for r in rows[-10:]) / 10 < sum(r["loss"] for r in rows[:5]) / 5
+    drawn = set(task.pools)
+    assert all(3 <= w <= 20 for a in drawn for w in a[1:-1])
+    assert not drawn <= set(cfg.archs)  # widths come from the range, not the --arch list
+    again = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
+    train(again, TrainConfig(iterations=81, steps_min=3, steps_max=6, lr_milestones=(), checkpoint_every=1000),
+          tmp_path, torch.device("cpu"), resume=True, progress=False)
+    assert len(again.pools) == 2 and set(again.pools) & drawn  # resumed with the saved random architectures
+    _, loaded, _ = mn.load(tmp_path / "model.safetensors")
+    assert loaded == cfg
+
+
+def test_random_architectures_without_pooling_change_every_iteration():
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=4, pool_size=0, arch_range=(2, 30))
+    task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
+    archs = {task.training_batch()[0] for _ in range(20)}
+    assert len(archs) > 10 and all(a[0] == 4 and a[-1] == 3 and 2 <= a[1] <= 30 for a in archs)
