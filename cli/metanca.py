@@ -170,7 +170,7 @@ def eval_metanca(
 
 @study_app.command("heatmap")
 def study_heatmap(
-    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
     x: str = typer.Option("10,20,30,40,50,60,70,80,90,100", help="First hidden layer sizes X."),
     y: str = typer.Option("10,20,30,40,50,60,70,80,90,100", help="Second hidden layer sizes Y."),
     samples: int = typer.Option(100, help="Networks grown per architecture."),
@@ -188,6 +188,7 @@ def study_heatmap(
     from localrules.studies.metanca_studies import heatmap
     from localrules.tasks import metanca as mn
 
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
     dev = setup(device, threads)
     if workers > 1 and dev.type != "cpu":
         raise typer.BadParameter("worker processes are for the CPU; on a GPU one process grows every cell",
@@ -208,7 +209,7 @@ def study_heatmap(
 
 @study_app.command("zeroout")
 def study_zeroout(
-    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
     arch: Optional[str] = typer.Option(None, help="Task architecture, e.g. 784,50,30,10 (default: the first meta-training one)."),
     samples: int = typer.Option(100, help="Networks grown."),
     steps_before: int = typer.Option(30, help="Rule updates before the zero-out."),
@@ -226,6 +227,7 @@ def study_zeroout(
     from localrules.studies.metanca_studies import zeroout_curve
     from localrules.tasks import metanca as mn
 
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
     dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
@@ -285,7 +287,7 @@ def study_stability(
 
 @study_app.command("transfer")
 def study_transfer(
-    checkpoint: Path = typer.Option(..., help="A MetaNCA rule (model.safetensors)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
     dataset: Dataset = typer.Option(Dataset.digits, help="A task the rule may not have been meta-trained on."),
     arch: str = typer.Option("64,30,10", help="Task architecture for that dataset."),
     samples: int = typer.Option(100, help="Networks grown."),
@@ -301,6 +303,7 @@ def study_transfer(
     from localrules.studies.metanca_studies import grow_accuracy
     from localrules.tasks import metanca as mn
 
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
     dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch"))
