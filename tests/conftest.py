@@ -14,6 +14,19 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
+def device():
+    """Where the device tests run: $LOCALRULES_TEST_DEVICE (cpu by default; scripts/gpu-job sets
+    cuda). TF32 is turned off there so that engines can be compared within float32 tolerances."""
+    dev = torch.device(os.environ.get("LOCALRULES_TEST_DEVICE", "cpu"))
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            pytest.exit("LOCALRULES_TEST_DEVICE=cuda, but PyTorch sees no CUDA device", returncode=3)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return dev
+
+
+@pytest.fixture(scope="session")
 def small_digits():
     """scikit-learn's 8x8 digits, upsampled 2x to 16x16, as uint8 0..255 and labels."""
     from sklearn.datasets import load_digits

@@ -1,0 +1,72 @@
+"""scripts/gpu-job's packing: every returned file within the size limit, the group within its file
+share, and unpacking gives back exactly what was packed. (CI also runs the whole job: --smoke.)"""
+
+import importlib.util
+import os
+import sys
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-job"
+
+
+@pytest.fixture
+def job(monkeypatch):
+    loader = SourceFileLoader("gpu_job", str(SCRIPT))
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("gpu_job", loader))
+    monkeypatch.setitem(sys.modules, "gpu_job", mod)  # dataclasses look their module up there
+    loader.exec_module(mod)
+    monkeypatch.setattr(mod, "PART", 1 << 20)  # 1 MiB parts instead of 15
+    return mod
+
+
+def _run(folder: Path, state_mib: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text('{"iteration": 3}')
+    (folder / "train_state.pt").write_bytes(os.urandom(int(state_mib * (1 << 20))))  # incompressible
+    (folder / "tensorboard").mkdir()
+    (folder / "tensorboard" / "events").write_text("x")
+
+
+def test_split_into_parts_and_unpacked_exactly(job, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    _run(work / "hybrid", 2.5)  # 3 parts of 1 MiB: the hybrid group may take 3 files
+    job.pack("2-hybrid", work, out, {}, print)
+    parts = sorted(out.iterdir())
+    assert [p.name for p in parts] == [f"2-hybrid.tar.gz.part{i}" for i in range(3)]
+    assert all(p.stat().st_size <= job.PART for p in parts)
+    job.unpack(out, tmp_path / "back")
+    back = tmp_path / "back" / "hybrid"
+    assert (back / "train_state.pt").read_bytes() == (work / "hybrid" / "train_state.pt").read_bytes()
+    assert (back / "model.json").read_text() == '{"iteration": 3}'
+    assert not (back / "tensorboard").exists()
+
+
+def test_too_large_a_group_travels_without_its_state(job, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    _run(work / "ca", 1.5)  # the ca + selfclassify group may take one file
+    job.pack("4-ca-selfclassify", work, out, {}, print)
+    job.pack("4-ca-selfclassify", work, out, {}, print)  # rewritten after the next stage: still one file
+    assert [p.name for p in out.iterdir()] == ["4-ca-selfclassify.tar.gz"]
+    job.unpack(out, tmp_path / "back")
+    assert (tmp_path / "back" / "ca" / "model.json").is_file()
+    assert not (tmp_path / "back" / "ca" / "train_state.pt").exists()
+
+
+def test_a_stage_that_keeps_no_state_never_packs_it(job, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    _run(work / "metanca", 0.01)
+    job.pack("1-setup-metanca", work, out, {"metanca": False}, print)
+    job.unpack(out, tmp_path / "back")
+    assert sorted(p.name for p in (tmp_path / "back" / "metanca").iterdir()) == ["model.json"]
+
+
+def test_groups_fit_the_returned_file_limit(job):
+    assert sum(most for _, most in job.GROUPS.values()) + 1 <= 8  # + the log
+    stages = {s.name for s in job.stages(smoke=True)}
+    assert stages | {"setup"} == {n for names, _ in job.GROUPS.values() for n in names}
