@@ -20,7 +20,7 @@ run: $(VENV)/.installed
 	$(BIN)/localrules run mnist-selfclassify --pretrained --out runs/pretrained
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 # Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
 wheel-check: $(VENV)/.installed

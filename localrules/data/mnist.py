@@ -40,10 +40,11 @@ MIRRORS = (
 )
 # IDX type byte -> numpy dtype (big-endian)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-FIX = (
-    "Pass --data-dir DIR (or set LOCALRULES_DATA=DIR) pointing at a folder with the four "
-    "MNIST IDX files (.gz or plain), or delete the file so it is downloaded again."
+MISSING = (
+    "Point --data-dir DIR or LOCALRULES_DATA=DIR (with make: `LOCALRULES_DATA=DIR make run`) "
+    "at a folder with the four MNIST IDX files (.gz or plain)."
 )
+FIX = MISSING[:-1] + ", or delete the file so it is downloaded again."
 
 
 class MNISTError(RuntimeError):
@@ -116,7 +117,7 @@ def _download(name: str, dest_dir: Path) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    raise MNISTError(f"{name}: not found locally and download failed ({'; '.join(errors)}). {FIX}")
+    raise MNISTError(f"{name}: not found locally and download failed ({'; '.join(errors)}). {MISSING}")
 
 
 def locate(name: str, data_dir: str | Path | None = None, download: bool = True) -> Path:
@@ -127,7 +128,7 @@ def locate(name: str, data_dir: str | Path | None = None, download: bool = True)
     if found is not None:
         return found
     if not download:
-        raise MNISTError(f"{name}: not found in {[str(f) for f in folders]}. {FIX}")
+        raise MNISTError(f"{name}: not found in {[str(f) for f in folders]}. {MISSING}")
     return _download(name, cache_dir())
 
 

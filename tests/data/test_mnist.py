@@ -84,9 +84,10 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError("connection reset")
 
     monkeypatch.setattr(mnist.urllib.request, "urlretrieve", fake_retrieve)
-    with pytest.raises(MNISTError, match="download failed"):
+    with pytest.raises(MNISTError, match="download failed") as err:
         load_mnist("test", tmp_path / "empty")
     assert list(cache.iterdir()) == []
+    assert "LOCALRULES_DATA=DIR make run" in str(err.value) and "delete" not in str(err.value)
 
 
 def test_real_mnist_checksums(mnist_dir):
