@@ -116,9 +116,11 @@ def _init_from(task, path: Path) -> None:
     task.model.load_state_dict(rule.state_dict())
 
 
-def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir) -> dict:
-    """Grow ``samples`` networks of every meta-training architecture; test accuracy per architecture."""
+def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir, adam_epochs: float = 0.0) -> dict:
+    """Grow ``samples`` networks of every meta-training architecture; test accuracy per architecture,
+    beside one network of it trained with Adam for ``adam_epochs`` (> 0)."""
     from localrules.data.tabular import load_split
+    from localrules.studies.adam_baseline import train_adam
     from localrules.studies.metanca_studies import grow_accuracy
     from localrules.tasks import metanca as mn
 
@@ -131,10 +133,15 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
         acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
         rows.append({"arch": list(a), "mean_accuracy": acc.mean().item(),
                      "std": acc.std().item() if samples > 1 else 0.0})
-        typer.echo(f"{list(a)}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
-                   f"over {samples} grown networks")
+        line = (f"{list(a)}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
+                f"over {samples} grown networks")
+        if adam_epochs > 0:
+            adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
+            rows[-1].update(adam_accuracy=adam, ratio=rows[-1]["mean_accuracy"] / adam)
+            line += f"; Adam ({adam_epochs:g} epochs) {adam:.4f}, grown / Adam {rows[-1]['ratio']:.4f}"
+        typer.echo(line)
     return {"checkpoint": str(checkpoint), "dataset": cfg.dataset, "samples": samples, "steps": steps,
-            "seed": seed, "archs": rows}
+            "seed": seed, "adam_epochs": adam_epochs, "archs": rows}
 
 
 @eval_app.command("metanca")
@@ -142,6 +149,7 @@ def eval_metanca(
     checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
     samples: int = typer.Option(100, help="Networks grown per meta-training architecture."),
     steps: int = typer.Option(20, help="Rule updates per grown network."),
+    adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: also train each architecture with Adam (batch 128, lr 1e-3, the grown networks' activation and initialisation) for this many epochs of the training split and report grown / Adam (0: skip)."),
     heatmap: Optional[Path] = typer.Option(None, help="A `study heatmap` JSON to summarise in the card."),
     zeroout: Optional[Path] = typer.Option(None, help="A `study zeroout` JSON to summarise in the card."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the accuracies here."),
@@ -156,7 +164,7 @@ def eval_metanca(
     from localrules.tasks import metanca as mn
 
     ckpt = checkpoint or mn.PRETRAINED_PATH
-    res = _eval_rule(ckpt, samples, steps, seed, setup(device, threads), data_dir)
+    res = _eval_rule(ckpt, samples, steps, seed, setup(device, threads), data_dir, adam_epochs)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=1))
@@ -178,6 +186,7 @@ def study_heatmap(
     json_out: Path = typer.Option(Path("runs/heatmap.json"), "--json", help="Results; an existing file with the same settings is resumed."),
     png: Optional[Path] = typer.Option(None, help="Heatmap figure."),
     workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 or 1: in this process)."),
+    adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: also train each architecture with Adam (batch 128, lr 1e-3, the grown networks' activation and initialisation) for this many epochs of the training split and report grown / Adam (0: skip)."),
     seed: int = typer.Option(0, help="Seed of the initialisations."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -198,13 +207,16 @@ def study_heatmap(
     _, cfg, _ = mn.load(checkpoint)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
-                  device=dev)
+                  device=dev, adam_epochs=adam_epochs)
     if png:
         from localrules.viz.plots import plot_heatmap
 
         plot_heatmap(res, png)
     typer.echo(f"{len(res['cells'])} cells: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
                f"best {res['best_cell']:.4f}; {json_out}")
+    if "median_ratio" in res:
+        typer.echo(f"Adam ({adam_epochs:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
+                   f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
 
 
 @study_app.command("zeroout")

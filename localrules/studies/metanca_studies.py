@@ -1,7 +1,8 @@
 """MetaNCA studies: architecture-generalisation heatmap, zero-out robustness, stability.
 
 - :func:`heatmap`: for every [n_in, X, Y, n_out], grow ``samples`` networks from random
-  initialisations with the trained rule and report the mean / std test accuracy (Figure 2).
+  initialisations with the trained rule and report the mean / std test accuracy (Figure 2),
+  optionally beside the same architecture trained with Adam (``adam_accuracy``, ``ratio``).
   Cells run in worker processes and are written to the JSON as they finish, so an interrupted
   run resumes where it stopped.
 - :func:`zeroout_curve`: accuracy over rule steps before and after zero-out (Figure 3).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from localrules.data.tabular import Split
+from localrules.studies.adam_baseline import train_adam
 from localrules.tasks import metanca as mn
 
 
@@ -48,23 +51,31 @@ def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps:
 
 
 def _heatmap_cell(args):
-    checkpoint, data, x, y, samples, steps, seed, device = args
+    checkpoint, data, x, y, samples, steps, seed, device, adam_epochs = args
     rule, cfg, _ = mn.load(checkpoint, device)
     sizes = (data.n_features, x, y, data.n_classes)
     acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
-    return {"x": x, "y": y, "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0}
+    cell = {"x": x, "y": y, "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0}
+    if adam_epochs > 0:
+        adam = train_adam(sizes, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
+        cell.update(adam_accuracy=adam, ratio=cell["mean_accuracy"] / adam)
+    return cell
 
 
 def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path, workers: int = 0,
-            seed: int = 0, progress: bool = True, device="cpu") -> dict:
+            seed: int = 0, progress: bool = True, device="cpu", adam_epochs: float = 0.0) -> dict:
     """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``.
-    ``workers`` > 1 runs cells in that many one-thread CPU processes."""
+    ``workers`` > 1 runs cells in that many one-thread CPU processes. ``adam_epochs`` > 0 also
+    trains each cell's architecture with Adam for that many epochs (batch 128, lr 1e-3; see
+    localrules.studies.adam_baseline): per cell ``adam_accuracy`` and ``ratio`` = grown / Adam."""
     if workers > 1 and torch.device(device).type != "cpu":
         raise ValueError("worker processes are for the CPU; on a GPU one process grows every cell")
     _, cfg, _ = mn.load(checkpoint)
     trained = {tuple(a) for a in cfg.archs}
     key = {"checkpoint": str(checkpoint), "samples": samples, "steps": steps, "seed": seed,
            "split_seed": data.seed}
+    if adam_epochs > 0:  # absent otherwise, so heatmaps written before the baseline still resume
+        key["adam_epochs"] = adam_epochs
     path = Path(json_path)
     done = {}
     if path.is_file():
@@ -82,13 +93,17 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
         if cells:
             means = [c["mean_accuracy"] for c in cells]
             out.update(mean_over_cells=sum(means) / len(means), worst_cell=min(means), best_cell=max(means))
+            if adam_epochs > 0:
+                ratios = sorted(c["ratio"] for c in cells)
+                out.update(adam_mean_over_cells=sum(c["adam_accuracy"] for c in cells) / len(cells),
+                           median_ratio=statistics.median(ratios), worst_ratio=ratios[0])
         tmp = path.with_suffix(".tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(out, indent=1))
         os.replace(tmp, path)
         return out
 
-    jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device)) for x, y in todo]
+    jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
     bar = tqdm(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:

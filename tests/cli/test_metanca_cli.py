@@ -22,9 +22,10 @@ def test_studies_default_to_the_shipped_rule(tmp_path, mnist_dir, shipped):
     common = ["--data-dir", str(mnist_dir), "--device", "cpu"]
     hm = tmp_path / "hm.json"
     res = runner.invoke(app, ["study", "heatmap", "--x", "10", "--y", "10", "--samples", "1", "--steps", "1",
-                              "--json", str(hm), *common])
+                              "--adam-epochs", "0", "--json", str(hm), *common])
     assert res.exit_code == 0, res.output
-    assert json.loads(hm.read_text())["checkpoint"] == shipped
+    out = json.loads(hm.read_text())
+    assert out["checkpoint"] == shipped and "adam_accuracy" not in out["cells"][0]
     zo = tmp_path / "zo.json"
     res = runner.invoke(app, ["study", "zeroout", "--samples", "2", "--steps-before", "1", "--steps-after", "1",
                               "--json", str(zo), *common])
@@ -35,6 +36,25 @@ def test_studies_default_to_the_shipped_rule(tmp_path, mnist_dir, shipped):
     assert res.exit_code == 0, res.output
     assert json.loads(tr.read_text())["checkpoint"] == shipped
     ev = tmp_path / "ev.json"
-    res = runner.invoke(app, ["eval", "metanca", "--samples", "1", "--steps", "1", "--json", str(ev), *common])
+    res = runner.invoke(app, ["eval", "metanca", "--samples", "1", "--steps", "1", "--adam-epochs", "0",
+                              "--json", str(ev), *common])
     assert res.exit_code == 0, res.output
     assert json.loads(ev.read_text())["checkpoint"] == shipped
+
+
+def test_heatmap_and_eval_report_the_adam_baseline(tmp_path, mnist_dir, shipped):
+    common = ["--data-dir", str(mnist_dir), "--device", "cpu", "--adam-epochs", "0.1"]
+    hm, png = tmp_path / "hm.json", tmp_path / "hm.png"
+    res = runner.invoke(app, ["study", "heatmap", "--x", "10,20", "--y", "10", "--samples", "2", "--steps", "2",
+                              "--json", str(hm), "--png", str(png), *common])
+    assert res.exit_code == 0, res.output
+    out = json.loads(hm.read_text())
+    assert out["adam_epochs"] == 0.1 and png.is_file() and "grown / Adam: median" in res.output
+    for c in out["cells"]:
+        assert c["adam_accuracy"] > 0.5  # 44 Adam steps on MNIST are far above chance (0.1)
+        assert abs(c["ratio"] - c["mean_accuracy"] / c["adam_accuracy"]) < 1e-9
+    ev = tmp_path / "ev.json"
+    res = runner.invoke(app, ["eval", "metanca", "--samples", "1", "--steps", "1", "--json", str(ev), *common])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(ev.read_text())["archs"]
+    assert res.output.count("grown / Adam") == len(rows) and all("ratio" in r for r in rows)
