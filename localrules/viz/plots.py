@@ -49,26 +49,33 @@ def plot_magnitudes(results: dict, path: str | Path) -> Path:
 
 
 def plot_heatmap(results: dict, path: str | Path) -> Path:
-    """MetaNCA Figure 2: mean accuracy per [n_in, X, Y, n_out]; meta-training cells outlined."""
+    """MetaNCA Figure 2: mean accuracy per [n_in, X, Y, n_out]; meta-training cells outlined.
+    With the Adam baseline: grown, Adam and grown / Adam side by side."""
     import numpy as np
 
     cells = results["cells"]
     xs = sorted({c["x"] for c in cells})
     ys = sorted({c["y"] for c in cells})
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for c in cells:
-        grid[ys.index(c["y"]), xs.index(c["x"])] = c["mean_accuracy"]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(xs), 0.8 + 0.5 * len(ys)))
-    im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
-    for c in cells:
-        i, j = ys.index(c["y"]), xs.index(c["x"])
-        ax.text(j, i, f"{c['mean_accuracy']:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if c["mean_accuracy"] < np.nanmean(grid) else "black")
-        if c.get("in_training"):
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
-           xlabel="X", ylabel="Y", title="Mean test accuracy of grown networks [in, X, Y, out]")
-    fig.colorbar(im, ax=ax, fraction=0.04)
+    panels = [("mean_accuracy", "grown networks: mean test accuracy")]
+    if all("adam_accuracy" in c for c in cells):
+        epochs = results.get("adam_epochs", "?")
+        panels += [("adam_accuracy", f"Adam ({epochs} epochs): test accuracy"), ("ratio", "grown / Adam")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1 + 0.6 * len(xs)), 0.8 + 0.5 * len(ys)),
+                             squeeze=False)
+    for ax, (field, title) in zip(axes[0], panels):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for c in cells:
+            grid[ys.index(c["y"]), xs.index(c["x"])] = c[field]
+        im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
+        for c in cells:
+            i, j = ys.index(c["y"]), xs.index(c["x"])
+            ax.text(j, i, f"{c[field]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if c[field] < np.nanmean(grid) else "black")
+            if c.get("in_training"):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+        ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
+               xlabel="X", ylabel="Y", title=f"{title} [in, X, Y, out]")
+        fig.colorbar(im, ax=ax, fraction=0.04)
     return _save(fig, path)
 
 
