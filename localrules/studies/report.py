@@ -46,7 +46,8 @@ def selfclassify_report(
         res["plots"] = [str(plot_curves(res, out / "curves.png", label)),
                         str(plot_magnitudes(res, out / "magnitudes.png"))]
         if frames is not None:
-            res["plots"].append(str(label_frames_to_gif(frames, out / "cells.gif")))
+            res["plots"].append(str(label_frames_to_gif(frames, out / "cells.gif",
+                                                                   mutate_at=res.get("mutate_at"))))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1))
