@@ -11,7 +11,7 @@
 
 import typer
 
-from . import demo, metanca, restore, selfclassify  # noqa: F401  (register the commands)
+from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (register the commands)
 from .bench import bench
 from .common import eval_app, run_app, study_app
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+plugins.register(run_app)  # `localrules run NAME` for tasks that other packages install
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(study_app, name="study")

@@ -1,6 +1,6 @@
 """The neural cellular automaton step, blind to the topology.
 
-    x      = [fixed, state]                              (cells, C_fixed + C)
+    x      = [fixed, state]                              (cells, C_fixed + C); fixed may be None
     delta  = rule(topology.perceive(x), c) + noise       noise ~ N(0, noise_std^2), training only
     state' = state + [u <= fire_rate] * alive * delta    u ~ U(0, 1) per cell
 
@@ -23,9 +23,10 @@ class NCA(nn.Module):
         super().__init__()
         self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
 
-    def update(self, topology, fixed: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """The residual update rule(perceive([fixed, state])), before noise and masks."""
-        x = torch.cat([fixed, state], dim=-1)
+    def update(self, topology, fixed: torch.Tensor | None, state: torch.Tensor) -> torch.Tensor:
+        """The residual update rule(perceive([fixed, state])), before noise and masks; a task
+        without fixed channels passes ``fixed=None``."""
+        x = state if fixed is None else torch.cat([fixed, state], dim=-1)
         code = topology.cell_code(self.rule.code_dim, x.device) if self.rule.code_dim else None
         project = getattr(topology, "project", None)
         if project is not None and self.rule.first is not None and not torch.is_grad_enabled():
@@ -37,7 +38,7 @@ class NCA(nn.Module):
     def step(
         self,
         topology,
-        fixed: torch.Tensor,
+        fixed: torch.Tensor | None,
         state: torch.Tensor,
         alive: torch.Tensor | None,
         noise_std: float = 0.0,
