@@ -263,6 +263,25 @@ def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activ
     return state, curve
 
 
+def rollout(nca: NCA, topo, state: torch.Tensor, steps: int) -> torch.Tensor:
+    """``nca.rollout`` (the same updates and fire masks from the same RNG state) with U c, the
+    rule's projection of the fixed code c (S or 1, cells, hidden_1), computed once per rollout
+    instead of every step: under autograd this drops a (S * cells, 3 pos_dim) x (3 pos_dim,
+    hidden_1) product and its weight gradient from every step.
+
+        delta = R_rest(W_1 p + U c + b_1),  state += [u <= fire_rate] * delta
+    """
+    rule = nca.rule
+    uc = rule.code(topo.cell_code(rule.code_dim, state.device)) if rule.code_dim else 0
+    for _ in range(steps):
+        delta = rule.after_first(rule.mlp[0](topo.perceive(state)) + uc)
+        if nca.fire_rate >= 1.0:
+            state = state + delta
+        else:
+            state = state + delta * (torch.rand(*delta.shape[:-1], 1, device=delta.device) <= nca.fire_rate)
+    return state
+
+
 class MetaNCATask:
     """Meta-training of the rule (implements the trainer's Task protocol).
 
@@ -343,7 +362,7 @@ class MetaNCATask:
 
     def training_loss(self, steps: int):
         arch, topo, idx, state, pos = self.training_batch()
-        state = self.model.rollout(coded(topo, self.cfg, pos), state[..., :0], state, None, steps)
+        state = rollout(self.model, coded(topo, self.cfg, pos), state, steps)
         d = torch.randint(len(self.x), (min(self.cfg.data_batch, len(self.x)),), device=self.device)
         logits = task_forward(topo, state, self.x[d], self.cfg.activation)
         y = self.y[d]

@@ -178,3 +178,19 @@ def test_random_architectures_without_pooling_change_every_iteration():
     task = mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu"))
     archs = {task.training_batch()[0] for _ in range(20)}
     assert len(archs) > 10 and all(a[0] == 4 and a[-1] == 3 and 2 <= a[1] <= 30 for a in archs)
+
+
+@pytest.mark.parametrize("hidden_code", ["index", "random"])
+def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code):
+    cfg = mn.Config(hidden_code=hidden_code)
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    topo = DenseLayers([5, 6, 4, 3])
+    state = mn.init_networks(topo, 3, cfg)
+    grown = mn.coded(topo, cfg, mn.new_positions(topo, 3, cfg))
+    torch.manual_seed(2)
+    a = mn.rollout(rule, grown, state, 4)
+    torch.manual_seed(2)
+    b = rule.rollout(grown, state[..., :0], state, None, 4)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, state)
