@@ -1,4 +1,4 @@
-"""``localrules run|eval restore`` and ``localrules study restore-damage``."""
+"""``localrules run|eval restore`` and ``localrules study restore-damage|restore-basins``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def run_restore(
     iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
-    mask_frac: float = typer.Option(0.7, help="Fraction of pixels blanked in training."),
+    recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' recipe: fresh digits, 70 % pixel masks, 10 steps)."),
+    mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -70,26 +71,35 @@ def run_restore(
     from localrules.data.arrays import to_unit_pixels
     from localrules.data.mnist import load_mnist
     from localrules.tasks import restore as rs
-    from localrules.train.loop import TrainConfig, train
+    from localrules.train.loop import train
 
     dev = setup(device, threads)
     if pretrained:
         _eval(None, n, 0.7, None, None, dev, data_dir, seed)
         return
     out = out or Path("runs/restore") / model.value
-    cfg = rs.Config(model=model.value, mask_frac=mask_frac).validate()
+    if recipe not in ("pool", "plain"):
+        raise typer.BadParameter(f"--recipe must be pool or plain, not {recipe!r}")
+    fixed = {} if mask_frac is None else {"mask_min": mask_frac, "mask_max": mask_frac}
+    cfg = rs.Config(model=model.value, **(rs.PLAIN if recipe == "plain" else {}), **fixed).validate()
     x, y = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
-    tcfg = TrainConfig(iterations=iterations, lr=lr, steps_min=cfg.steps, steps_max=cfg.steps, seed=seed,
-                       normalize_grads=False,
-                       lr_milestones=(int(0.6 * iterations), int(0.85 * iterations)), minutes=minutes)
+    tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line())
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 
-def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None, card_notes=""):
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{name} takes comma-separated numbers, not {text!r}") from None
+
+
+def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None, card_notes="",
+          pixel_fracs=(), region_fracs=(), step_multiples=()):
     import time
 
     import torch
@@ -102,12 +112,26 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     images, labels = _test_digits(n, data_dir, device)
     t0 = time.perf_counter()
     res, restored = evaluate(models, classifier, images, labels, mask_frac, seed)
+    if pixel_fracs or region_fracs:
+        from localrules.studies.restore_eval import evaluate_masks
+
+        res["masks"] = evaluate_masks(models, classifier, images, labels, pixel_fracs, region_fracs, seed)
+    if step_multiples:
+        from localrules.studies.restore_eval import evaluate_steps
+
+        res["steps"] = evaluate_steps(models, classifier, images, labels, step_multiples, mask_frac, seed)
     res["seconds"] = time.perf_counter() - t0
     typer.echo(f"{len(images):,} digits, {res['seconds']:.1f} s on {device} ({torch.get_num_threads()} threads)")
     for name, row in res["models"].items():
         flops = f"{row['flops_per_sample'] / 1e6:.1f} MFLOP" if row["flops_per_sample"] else "-"
         typer.echo(f"{name:>13}: {row['psnr_db']:.2f} dB, digit-ID {row['digit_id_accuracy']:.4f}, "
                    f"{row['params']:,} params, {flops}")
+    for key, rows in res.get("masks", {}).items():
+        typer.echo(f"{key:>13}: " + "; ".join(f"{m} {r['psnr_db']:.2f} dB / {r['digit_id_accuracy']:.4f}"
+                                             for m, r in rows.items()))
+    for key, rows in res.get("steps", {}).items():
+        typer.echo(f"{key:>13} steps: " + "; ".join(f"{m} ({r['steps']}) {r['psnr_db']:.2f} dB / "
+                                                  f"{r['digit_id_accuracy']:.4f}" for m, r in rows.items()))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=1))
@@ -136,10 +160,14 @@ def eval_restore(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card (table + each model's training record)."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
+    mask_fracs: str = typer.Option("0.5,0.7,0.9", help="Also a table at each of these pixel-mask rates ('' = none)."),
+    region_fracs: str = typer.Option("0.25,0.5", help="Also a table with one square region of each of these areas blanked ('' = none)."),
+    steps: str = typer.Option("1,2,5", help="Also PSNR / digit-ID of the CA models run for these multiples of their trained steps ('' = none)."),
 ):
     """All restoration models and the interpolation floor on the same masked test digits."""
     _eval(models, n, mask_frac, json_out, png, setup(device, threads), data_dir, seed,
-          card, card_notes)
+          card, card_notes, _floats(mask_fracs, "--mask-fracs"), _floats(region_fracs, "--region-fracs"),
+          _floats(steps, "--steps"))
 
 
 @study_app.command("restore-damage")
@@ -165,3 +193,45 @@ def study_restore_damage(
     for name, r in res["models"].items():
         typer.echo(f"{name:>7}: intact {r['accuracy_intact']:.4f}, damaged {r['accuracy_damaged']:.4f}, "
                    f"drop {r['accuracy_drop']:.4f}")
+
+
+@study_app.command("restore-basins")
+def study_restore_basins(
+    models: Optional[Path] = typer.Option(None, help="Folder with the trained models (default: the shipped ones)."),
+    model: str = typer.Option("hybrid", help="hybrid or ca: the model whose lattice is clustered."),
+    noise: int = typer.Option(100, help="Noise seeds: lattices started from N(0, 1) states."),
+    n: int = typer.Option(500, help="Heavily masked test digits started from."),
+    mask_frac: float = typer.Option(0.95, help="Fraction of their pixels blanked."),
+    steps: int = typer.Option(0, help="Steps to run (0 = 5x the trained steps)."),
+    k_max: int = typer.Option(15, help="k-means is fitted for k = 2..K_MAX; the best silhouette names the basins."),
+    json_out: Path = typer.Option(Path("runs/restore-basins.json"), "--json"),
+    png: Optional[Path] = typer.Option(Path("runs/restore-basins.png"), help="Figure: each basin's mean image and the states on two principal components."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Attractor basins: cluster the final lattice states (k-means) started from noise seeds,
+    the blank input and heavily masked digits; number of basins, purity by digit, a figure."""
+    from localrules.studies.restore_basins import basins
+
+    if model not in ("hybrid", "ca"):
+        raise typer.BadParameter(f"--model must be hybrid or ca (a lattice), not {model!r}")
+    dev = setup(device, threads)
+    restorers, classifier = _load_models(models, dev)
+    images, labels = _test_digits(n, data_dir, dev)
+    res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed)
+    res["model"] = model
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(res, indent=1))
+    typer.echo(f"{model}: {res['n_basins']} basins after {res['steps']} steps; purity by the classifier's "
+               f"reading {res['purity_by_classifier']:.3f}, by the true digit (masked starts) "
+               f"{res['purity_by_true_label_masked']:.3f}; noise seeds read as {res['digits_read_from_noise']}")
+    for i, b in enumerate(res["basins"]):
+        typer.echo(f"  basin {i}: {b['size']} states, digit {b['digit']} ({b['digit_share']:.0%}), from {b['from']}")
+    if png:
+        from localrules.viz.plots import plot_basins
+
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_basins(res, arrays, png)
+        typer.echo(f"figure: {png}")

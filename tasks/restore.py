@@ -11,6 +11,22 @@ Hybrid (the seed text's recipe; the wiring it leaves open is chosen as below):
     y       = sigmoid(readout(s))[2:30, 2:30] 1x1 conv 16 -> 1, cropped to 28x28
 
 CA-only: the same without the gate. CNN-AE: a plain convolutional auto-encoder (~1M params).
+
+Training recipe (``pool``, the default; issue 18), batches of 64:
+
+    masks    per fresh digit: a region (one square, area U[0.1, 0.5]) with prob. 0.25, else
+             pixels blanked at a rate U[0.3, 0.9]
+    pool     96 lattice states (P, 32, 32, 16) with their clean digits; each batch draws 64,
+             replaces half with fresh masked digits (encoded) and continues the rest
+    remask   half of the continued states get the cells under a fresh mask zeroed
+    damage   a quarter of the batch gets 30 % of its cells zeroed halfway through the rollout
+    steps    CA steps per batch drawn in [8, 16]; loss MSE(read(s_T), clean), states committed
+
+The CNN-AE has no lattice, so "pool" means the same batch count, masks and perturbations
+with nothing persisting: its fresh and "continued" rows are all fresh digits, the re-masked
+rows get a second mask on their input, damaged rows get 30 % of the cells of the 7x7
+bottleneck zeroed (as ``study restore-damage`` does). The ``plain`` recipe (the shipped
+models): every batch fresh, 70 % pixel masks, 10 steps, no damage.
 The gate must not read the plain channel mean: right after the LayerNorm that mean is the
 constant mean(beta) at initialisation, so such a gate sees nothing (our first hybrid did, and
 trained no better than the CA alone). Learned models see only the masked image (blanked
@@ -31,9 +47,11 @@ from torch import nn
 from localrules.core import NCA, Grid2D, MoorePerception, Rule
 from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import damage as damage_cells
-from localrules.train.perturb import mask_pixels
+from localrules.train.perturb import mask_region
+from localrules.train.pool import SamplePool
 
 MODELS = ("hybrid", "ca", "cnn-ae", "classifier")
+LATTICE_MODELS = ("hybrid", "ca")
 PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained" / "restore"))  # one folder per model
 
 
@@ -48,15 +66,81 @@ class Config:
     gate_out: int = 256
     dropout: float = 0.5
     state_noise: float = 0.02
-    mask_frac: float = 0.7
     batch_size: int = 64
+    # training recipe; defaults: the pool recipe, PLAIN: the recipe of the shipped models
+    mask_min: float = 0.3  # pixel-mask rate drawn per digit in [mask_min, mask_max]
+    mask_max: float = 0.9
+    region_share: float = 0.25  # share of fresh digits masked by one square region instead
+    region_min: float = 0.1  # its area fraction drawn in [region_min, region_max]
+    region_max: float = 0.5
+    pool_size: int = 96  # persistent lattice states (6 MiB in train_state.pt); 0 = every batch fresh
+    fresh_share: float = 0.5  # share of each pool batch replaced by fresh digits
+    remask_share: float = 0.5  # share of the continued rows masked again
+    damage_share: float = 0.25  # share of each batch damaged halfway through the rollout
+    damage_frac: float = 0.3  # fraction of cells zeroed in a damaged row
+    steps_min: int = 8  # CA steps per batch drawn in [steps_min, steps_max]; eval runs `steps`
+    steps_max: int = 16
 
     def validate(self) -> "Config":
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, not {self.model!r}")
-        if not 0 <= self.mask_frac <= 1:
-            raise ValueError("mask_frac must be in [0, 1]")
+        for name in ("mask_min", "mask_max", "region_share", "region_min", "region_max", "fresh_share",
+                     "remask_share", "damage_share", "damage_frac"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if self.mask_min > self.mask_max or self.region_min > self.region_max:
+            raise ValueError("need mask_min <= mask_max and region_min <= region_max")
+        if not 1 <= self.steps_min <= self.steps_max:
+            raise ValueError("need 1 <= steps_min <= steps_max")
+        if self.pool_size and self.pool_size < self.batch_size:
+            raise ValueError("pool_size must be 0 (no pool) or >= batch_size")
         return self
+
+
+PLAIN = dict(mask_min=0.7, mask_max=0.7, region_share=0.0, pool_size=0, remask_share=0.0,
+             damage_share=0.0, steps_min=10, steps_max=10)  # the recipe of the shipped models
+
+
+def config_from_fields(fields: dict) -> Config:
+    """A Config from a checkpoint's fields; checkpoints from before the pool recipe (they
+    name ``mask_frac``) get the plain recipe they were trained with."""
+    fields = dict(fields)
+    if "mask_frac" in fields:
+        rate = fields.pop("mask_frac")
+        fields = {**PLAIN, "mask_min": rate, "mask_max": rate,
+                  "steps_min": fields.get("steps", 10), "steps_max": fields.get("steps", 10), **fields}
+    return Config(**fields).validate()
+
+
+def _rows(share: float, n: int) -> torch.Tensor:
+    """(n,) bool: round(share * n) random rows set."""
+    rows = torch.zeros(n, dtype=torch.bool)
+    rows[torch.randperm(n)[: int(round(share * n))]] = True
+    return rows
+
+
+def training_masks(images: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """keep (B, H, W) bool for images (B, H, W): per digit either one square region (prob.
+    ``region_share``, area U[region_min, region_max]) or round(r H W) blanked pixels,
+    r ~ U[mask_min, mask_max]."""
+    B, H, W = images.shape
+    rate = cfg.mask_min + (cfg.mask_max - cfg.mask_min) * torch.rand(B)
+    ranks = torch.rand(B, H * W).argsort(1).argsort(1)
+    keep = (ranks >= (rate * H * W).round()[:, None]).reshape(B, H, W)
+    region = torch.rand(B) < cfg.region_share
+    if region.any():
+        area = cfg.region_min + (cfg.region_max - cfg.region_min) * torch.rand(B)
+        keep = torch.where(region[:, None, None], mask_region(images.cpu(), area)[1], keep)
+    return keep.to(images.device)
+
+
+def damage_rows(s: torch.Tensor, frac: float, rows: torch.Tensor) -> torch.Tensor:
+    """s (B, ..., C): zero each cell's state with probability ``frac`` in the rows ``rows`` (B,)."""
+    if not rows.any():
+        return s
+    hit = damage_cells(torch.ones_like(s[..., :1]), frac) == 0
+    hit = hit & rows.to(s.device).view(-1, *([1] * (s.dim() - 1)))
+    return s.masked_fill(hit, 0.0)
 
 
 class CARestorer(nn.Module):
@@ -84,26 +168,42 @@ class CARestorer(nn.Module):
             self.gate_scale = nn.Parameter(torch.full((C,), 0.1))
         self.readout = nn.Conv2d(C, 1, 1)
 
-    def forward(self, x: torch.Tensor, steps: int | None = None, damage_frac: float = 0.0) -> torch.Tensor:
-        """x (B, 28, 28) masked digits -> (B, 28, 28) restored, in [0, 1].
-
-        ``damage_frac`` > 0 zeroes that fraction of lattice cells halfway through the run.
-        """
-        steps = self.cfg.steps if steps is None else steps
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 28, 28) -> lattice s_0 (B, L, L, C), the digit zero-padded to L x L."""
         p = self.pad
-        s = self.encoder(F.pad(x, (p, p, p, p))[:, None]).permute(0, 2, 3, 1)  # (B, L, L, C)
+        return self.encoder(F.pad(x, (p, p, p, p))[:, None]).permute(0, 2, 3, 1)
+
+    def run(self, s: torch.Tensor, steps: int, damage_frac: float = 0.0,
+            damaged: torch.Tensor | None = None) -> torch.Tensor:
+        """s (B, L, L, C) -> the lattice after ``steps`` steps; ``damage_frac`` > 0 zeroes that
+        fraction of the cells of the rows ``damaged`` (B,) bool (default all) at step steps // 2."""
         grid = Grid2D()
         for t in range(steps):
             if damage_frac and t == steps // 2:
-                s = damage_cells(s, damage_frac)
+                if damaged is None:
+                    s = damage_cells(s, damage_frac)
+                else:
+                    s = damage_rows(s, damage_frac, damaged)
             s = self.norm(self.ca.step(grid, s[..., :0], s, None))
             if self.training and self.cfg.state_noise:
                 s = s + torch.randn_like(s) * self.cfg.state_noise
             if self.gate is not None:
                 g = self.gate(self.gate_read(s).flatten(1))  # (B, 1, L, L)
                 s = s + g[:, 0, :, :, None] * self.gate_scale
-        y = self.readout(s.permute(0, 3, 1, 2))[:, 0, p : p + 28, p : p + 28]
-        return torch.sigmoid(y)
+        return s
+
+    def read(self, s: torch.Tensor) -> torch.Tensor:
+        """Lattice (B, L, L, C) -> image sigmoid(readout(s)) cropped to (B, 28, 28)."""
+        p = self.pad
+        return torch.sigmoid(self.readout(s.permute(0, 3, 1, 2))[:, 0, p : p + 28, p : p + 28])
+
+    def forward(self, x: torch.Tensor, steps: int | None = None, damage_frac: float = 0.0) -> torch.Tensor:
+        """x (B, 28, 28) masked digits -> (B, 28, 28) restored, in [0, 1].
+
+        ``damage_frac`` > 0 zeroes that fraction of lattice cells halfway through the run.
+        """
+        steps = self.cfg.steps if steps is None else steps
+        return self.read(self.run(self.encode(x), steps, damage_frac))
 
 
 class CNNAutoencoder(nn.Module):
@@ -122,14 +222,18 @@ class CNNAutoencoder(nn.Module):
             nn.Conv2d(64, 1, 3, padding=1),
         )
 
-    def forward(self, x: torch.Tensor, steps=None, damage_frac: float = 0.0) -> torch.Tensor:
-        """x (B, 28, 28) -> (B, 28, 28); ``damage_frac`` zeroes cells of the 7x7 bottleneck.
+    def forward(self, x: torch.Tensor, steps=None, damage_frac: float = 0.0,
+                damaged: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 28, 28) -> (B, 28, 28); ``damage_frac`` zeroes cells of the 7x7 bottleneck
+        (of the rows ``damaged`` (B,) bool, default all).
 
         Linear output, clamped to [0, 1] outside training: with a sigmoid output the network
         fell into predicting an empty image (MSE stuck at 0.11 for 1,800 batches)."""
         z = self.enc(x[:, None])
         if damage_frac:
-            z = damage_cells(z.permute(0, 2, 3, 1), damage_frac).permute(0, 3, 1, 2)
+            z = z.permute(0, 2, 3, 1)
+            z = damage_cells(z, damage_frac) if damaged is None else damage_rows(z, damage_frac, damaged)
+            z = z.permute(0, 3, 1, 2)
         y = self.dec(z)[:, 0]
         return y if self.training else y.clamp(0.0, 1.0)
 
@@ -171,7 +275,12 @@ def normalized_convolution(x: torch.Tensor, keep: torch.Tensor, sigma: float = 1
 
 
 class RestoreTask:
-    """Training of one restoration model or the classifier (the trainer's Task protocol)."""
+    """Training of one restoration model or the classifier (the trainer's Task protocol).
+
+    With ``pool_size`` > 0 the lattice models keep a SamplePool of (state (P, L, L, C),
+    clean (P, 28, 28)); the recipe is in the module docstring. ``last`` holds the pool
+    indices, start and final states of the latest batch.
+    """
 
     def __init__(self, cfg: Config, images: torch.Tensor, labels: torch.Tensor, device):
         self.cfg = cfg.validate()
@@ -179,31 +288,84 @@ class RestoreTask:
         self.model = build_model(cfg).to(device)
         self.images = images.to(device)  # (N, 28, 28) in [0, 1]
         self.labels = labels.to(device)
+        self.pool = self.last = None
+        if cfg.pool_size and cfg.model in LATTICE_MODELS:
+            clean = self._draw(cfg.pool_size)
+            with torch.no_grad():
+                state = self.model.encode(clean * training_masks(clean, cfg))
+            self.pool = SamplePool(state=state, clean=clean)
+
+    def _draw(self, n: int) -> torch.Tensor:
+        return self.images[torch.randint(len(self.images), (n,), device=self.device)]
 
     def training_loss(self, steps: int):
         self.model.train()
-        idx = torch.randint(len(self.images), (self.cfg.batch_size,), device=self.device)
-        x, y = self.images[idx], self.labels[idx]
-        if self.cfg.model == "classifier":
-            logits = self.model(x)
+        cfg, B = self.cfg, self.cfg.batch_size
+        if cfg.model == "classifier":
+            idx = torch.randint(len(self.images), (B,), device=self.device)
+            logits = self.model(self.images[idx])
+            y = self.labels[idx]
             return F.cross_entropy(logits, y), {"accuracy": (logits.argmax(1) == y).float().mean().item()}
-        masked, _ = mask_pixels(x, self.cfg.mask_frac)
-        loss = F.mse_loss(self.model(masked, steps), x)
+        fresh = _rows(cfg.fresh_share, B) if cfg.pool_size else torch.ones(B, dtype=torch.bool)
+        remask = _rows(cfg.remask_share, B) & ~fresh if cfg.pool_size else _rows(cfg.remask_share, B)
+        damaged = _rows(cfg.damage_share, B)
+        if self.pool is None:  # every row a fresh digit (the CNN-AE, or no pool)
+            clean = self._draw(B)
+            x = clean * training_masks(clean, cfg)
+            x = torch.where(remask.to(x.device)[:, None, None], x * training_masks(clean, cfg), x)
+            if cfg.model == "cnn-ae":
+                out = self.model(x, damage_frac=cfg.damage_frac, damaged=damaged)
+            else:
+                out = self.model.read(self.model.run(self.model.encode(x), steps, cfg.damage_frac, damaged))
+            loss = F.mse_loss(out, clean)
+            return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
+        idx, b = self.pool.sample(B)
+        clean, s = b["clean"], b["state"]
+        f = fresh.to(self.device)
+        new = self._draw(B)
+        clean = torch.where(f[:, None, None], new, clean)
+        s = torch.where(f[:, None, None, None], self.model.encode(new * training_masks(new, cfg)), s)
+        if remask.any():  # zero the lattice cells under a fresh mask (the border stays)
+            p = self.model.pad
+            keep = F.pad(training_masks(clean, cfg).float(), (p, p, p, p), value=1.0)[..., None]
+            s = torch.where(remask.to(self.device)[:, None, None, None], s * keep, s)
+        start = s.detach()
+        s = self.model.run(s, steps, cfg.damage_frac, damaged)
+        loss = F.mse_loss(self.model.read(s), clean)
+        self.pool.commit(idx, {"state": s, "clean": clean})
+        self.last = {"idx": idx, "start": start, "final": s.detach(), "fresh": fresh,
+                     "remask": remask, "damaged": damaged}
         return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
 
     def extra_state(self):
-        return {}
+        if self.pool is None:
+            return {}
+        slots = self.pool.state_dict()  # clean pixels are k / 255: uint8 is exact
+        return {"pool": {"state": slots["state"], "clean_u8": (slots["clean"] * 255).round().to(torch.uint8)}}
 
     def load_extra_state(self, state):
-        pass
+        if self.pool is not None and "pool" in state:
+            pool = dict(state["pool"])
+            pool["clean"] = pool.pop("clean_u8").float() / 255.0
+            self.pool.load_state_dict(pool)
 
     def config_dict(self):
         return {"name": "restore", **asdict(self.cfg)}
 
 
+def train_config(cfg: Config, iterations: int, lr: float = 1e-3, seed: int = 0, minutes: float = 0.0):
+    """The trainer's schedule: Adam ``lr`` / 10 at 60 % and 85 % of ``iterations``, CA steps per
+    batch drawn in [cfg.steps_min, cfg.steps_max], no gradient normalisation."""
+    from localrules.train.loop import TrainConfig
+
+    return TrainConfig(iterations=iterations, lr=lr, steps_min=cfg.steps_min, steps_max=cfg.steps_max, seed=seed,
+                       normalize_grads=False, minutes=minutes,
+                       lr_milestones=(int(0.6 * iterations), int(0.85 * iterations)))
+
+
 def load(path: str | Path, device="cpu") -> tuple[nn.Module, Config, dict]:
     weights, fields, meta = read_checkpoint(path, "restore")
-    cfg = Config(**fields).validate()
+    cfg = config_from_fields(fields)
     model = build_model(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg, meta

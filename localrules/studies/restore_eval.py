@@ -1,4 +1,5 @@
-"""Restoration metrics: PSNR, digit-ID accuracy, counted FLOPs, parameters; the damage study.
+"""Restoration metrics: PSNR, digit-ID accuracy, counted FLOPs, parameters; the tables at
+other mask rates, region masks and step counts; the damage study.
 
     psnr_db = mean over images of 10 log10(1 / MSE(restored, clean))   on [0, 1], whole 28x28 image
     digit_id_accuracy = fraction of restored images the reference classifier labels correctly
@@ -10,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from localrules.tasks.restore import normalized_convolution
-from localrules.train.perturb import mask_pixels
+from localrules.train.perturb import mask_pixels, mask_region
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -63,6 +64,44 @@ def evaluate(models: dict, classifier, images: torch.Tensor, labels: torch.Tenso
     clean = (classify(classifier, images) == labels).float().mean().item()
     return {"models": table, "mask_frac": mask_frac, "n": len(images), "seed": seed,
             "classifier_accuracy_on_clean": clean, "device": str(dev)}, {"keep": keep, **restored}
+
+
+def _scores(restored: torch.Tensor, images, labels, classifier) -> dict:
+    return {"psnr_db": psnr(restored, images).mean().item(),
+            "digit_id_accuracy": (classify(classifier, restored) == labels).float().mean().item()}
+
+
+def evaluate_masks(models: dict, classifier, images, labels, pixel_fracs=(0.5, 0.7, 0.9),
+                   region_fracs=(0.25, 0.5), seed: int = 0, batch_size: int = 100) -> dict:
+    """{"pixels-0.5": {model: {psnr_db, digit_id_accuracy}}, ..., "region-0.25": ...}: every model
+    and the floor on the same masks; region-f blanks one square of area f (``mask_region``)."""
+    out = {}
+    for kind, fracs, masker in (("pixels", pixel_fracs, mask_pixels), ("region", region_fracs, mask_region)):
+        for f in fracs:
+            _, keep = masker(images, f, torch.Generator().manual_seed(seed))
+            restored = restore_all(models, images, keep, batch_size)
+            out[f"{kind}-{f:g}"] = {n: _scores(r, images, labels, classifier) for n, r in restored.items()}
+    return out
+
+
+def evaluate_steps(models: dict, classifier, images, labels, multiples=(1, 2, 5), mask_frac: float = 0.7,
+                   seed: int = 0, batch_size: int = 100) -> dict:
+    """{"2x": {model: {steps, psnr_db, digit_id_accuracy}}}: the lattice models run for
+    multiple x their trained ``cfg.steps`` on the masks of the main table (CNN-AE: no steps)."""
+    _, keep = mask_pixels(images, mask_frac, torch.Generator().manual_seed(seed))
+    masked = images * keep
+    out = {}
+    for k in multiples:
+        row = {}
+        for name, m in models.items():
+            if not hasattr(m, "run"):
+                continue
+            steps = int(k * m.cfg.steps)
+            with torch.inference_mode():
+                rec = torch.cat([m(masked[i : i + batch_size], steps=steps) for i in range(0, len(images), batch_size)])
+            row[name] = {"steps": steps, **_scores(rec, images, labels, classifier)}
+        out[f"{k:g}x"] = row
+    return out
 
 
 def damage_study(models: dict, classifier, images, labels, mask_frac=0.7, damage_frac=0.3, seed=0,

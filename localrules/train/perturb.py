@@ -6,6 +6,7 @@
 - :func:`zero_out`: zero one random whole tensor (e.g. a layer) and a fraction of the entries
   of the others (MetaNCA's robustness perturbation).
 - :func:`mask_pixels`: blank an exact fraction of each image's pixels (the restoration task).
+- :func:`mask_region`: blank one random square region of each image (erasing a patch).
 """
 
 from __future__ import annotations
@@ -64,4 +65,26 @@ def mask_pixels(images: torch.Tensor, frac: float, generator: torch.Generator | 
     keep = torch.ones(B, H * W, dtype=torch.bool)
     keep.scatter_(1, order[:, :n_blank], False)
     keep = keep.reshape(B, H, W).to(images.device)
+    return images * keep, keep
+
+
+def mask_region(images: torch.Tensor, frac, generator: torch.Generator | None = None):
+    """Blank one random square of side round(sqrt(frac) * min(H, W)) inside each image.
+
+    images (B, H, W); frac a float or a (B,) tensor of area fractions in [0, 1] -> (masked
+    images, keep mask (B, H, W) bool). The square lies wholly inside the image, its corner
+    uniform over the positions where it fits.
+    """
+    B, H, W = images.shape
+    frac = torch.as_tensor(frac, dtype=torch.float32).expand(B)
+    if frac.min() < 0 or frac.max() > 1:
+        raise ValueError(f"region fraction must be in [0, 1], got {frac.min()}..{frac.max()}")
+    side = (frac.sqrt() * min(H, W)).round().long()
+    u = torch.rand(B, 2, generator=generator)
+    top = (u[:, 0] * (H - side + 1)).long()
+    left = (u[:, 1] * (W - side + 1)).long()
+    rows, cols = torch.arange(H)[None, :, None], torch.arange(W)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + side)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + side)[:, None, None]))
+    keep = (~inside).to(images.device)
     return images * keep, keep

@@ -105,3 +105,49 @@ def plot_restorations(images, restored: dict, path: str | Path, n: int = 8) -> P
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     return _save(fig, path, dpi=110)
+
+
+def plot_basins(res: dict, arrays: dict, path: str | Path) -> Path:
+    """Top: each basin's mean final image (size, majority digit); bottom: final lattice states
+    on their first two principal components, coloured by basin, marked by where they started."""
+    import numpy as np
+
+    k = res["n_basins"]
+    fig = plt.figure(figsize=(max(6.0, 1.2 * k), 6.0))
+    grid = fig.add_gridspec(2, k, height_ratios=(1, 3))
+    for c, row in enumerate(res["basins"]):
+        ax = fig.add_subplot(grid[0, c])
+        ax.imshow(arrays["basin_images"][c].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"n={row['size']}\n'{row['digit']}' {row['digit_share']:.0%}", fontsize=7)
+        ax.set_xticks([]), ax.set_yticks([])
+    x = arrays["features"] - arrays["features"].mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    ax = fig.add_subplot(grid[1, :])
+    for kind, marker in (("masked", "o"), ("noise", "x"), ("blank", "*")):
+        sel = arrays["kinds"] == kind
+        if sel.any():
+            ax.scatter(xy[sel, 0], xy[sel, 1], c=arrays["clusters"][sel], cmap="tab20", vmin=0, vmax=19,
+                       marker=marker, s=40 if kind == "blank" else 10, label=kind)
+    ax.set(title=f"{k} basins (k-means, best silhouette) after {res['steps']} steps; "
+                 f"purity {res['purity_by_classifier']:.2f}", xlabel="PC 1", ylabel="PC 2")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_transform_sweep(res: dict, path: str | Path) -> Path:
+    """Accuracy and agreement after 200 steps (the best before, in runs shorter than that)
+    against the level of one change of the digits."""
+    rows = res["levels"]
+    levels = [r["level"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    at = "at_200" if "accuracy_at_200" in rows[0] else None
+    for what, style in (("accuracy", "o-"), ("agreement", "s--")):
+        key = f"{what}_{at}" if at else f"top_{what}"
+        ax.plot(levels, [r[key] for r in rows], style, label=key.replace("_", " "))
+    unit = {"scale": "scale factor", "shift": "shift (pixels)", "rotate": "rotation (degrees)",
+            "stroke": "stroke (erosions < 0 < dilations)"}[res["transform"]]
+    ax.set(xlabel=unit, ylim=(0, 1), title=f"{res['n_digits']} test digits, {res['transform']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

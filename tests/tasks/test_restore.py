@@ -5,10 +5,10 @@ import torch
 from typer.testing import CliRunner
 
 from localrules.cli.main import app
-from localrules.studies.restore_eval import count_flops, evaluate, psnr
+from localrules.studies.restore_eval import count_flops, evaluate, evaluate_masks, evaluate_steps, psnr
 from localrules.tasks import restore as rs
 from localrules.train.loop import TrainConfig, train
-from localrules.train.perturb import mask_pixels
+from localrules.train.perturb import mask_pixels, mask_region
 
 
 def test_mask_pixels_exact_fraction_and_visible_untouched():
@@ -62,17 +62,137 @@ def test_interpolation_keeps_visible_and_fills_blanks():
     assert torch.equal(out[keep], x[keep]) and torch.all(out[~keep] > 0)
 
 
-@pytest.mark.parametrize("model", ["hybrid", "ca"])
-def test_tiny_training_lowers_the_loss(tmp_path, small_digits, model):
+def _imgs(small_digits, n=300):
     x, y = small_digits
-    imgs = torch.nn.functional.pad(torch.as_tensor(x[:300]).float() / 255, (6, 6, 6, 6))  # 28x28
+    return torch.nn.functional.pad(torch.as_tensor(x[:n]).float() / 255, (6, 6, 6, 6)), torch.as_tensor(y[:n])
+
+
+@pytest.mark.parametrize("model,recipe", [("hybrid", "pool"), ("ca", "pool"), ("cnn-ae", "pool"), ("hybrid", "plain")])
+def test_tiny_training_lowers_the_loss(tmp_path, small_digits, model, recipe):
+    imgs, labels = _imgs(small_digits)
     torch.manual_seed(0)
-    task = rs.RestoreTask(rs.Config(model=model, batch_size=16, gate_hidden=64), imgs,
-                          torch.as_tensor(y[:300]), torch.device("cpu"))
-    train(task, TrainConfig(iterations=40, steps_min=4, steps_max=4, lr=3e-3, lr_milestones=(),
-                            log_every=1, normalize_grads=False), tmp_path, torch.device("cpu"), progress=False)
+    recipe_kw = {**rs.PLAIN, "steps_min": 4, "steps_max": 4} if recipe == "plain" else {"pool_size": 32,
+                                                                                       "steps_min": 3, "steps_max": 5}
+    cfg = rs.Config(model=model, batch_size=16, gate_hidden=64, **recipe_kw)
+    task = rs.RestoreTask(cfg, imgs, labels, torch.device("cpu"))
+    assert (task.pool is not None) == (recipe == "pool" and model != "cnn-ae")
+    train(task, TrainConfig(iterations=40, steps_min=cfg.steps_min, steps_max=cfg.steps_max, lr=3e-3,
+                            lr_milestones=(), log_every=1, normalize_grads=False), tmp_path,
+          torch.device("cpu"), progress=False)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").open()]
     assert sum(losses[-5:]) / 5 < 0.7 * losses[0], losses
+
+
+def _pool_task(small_digits, **kw):
+    imgs, labels = _imgs(small_digits, 100)
+    cfg = rs.Config(batch_size=8, gate_hidden=16, gate_out=16, pool_size=16, **kw)
+    return rs.RestoreTask(cfg, imgs, labels, torch.device("cpu"))
+
+
+def test_pool_states_persist_and_are_committed(small_digits):
+    task = _pool_task(small_digits)
+    for _ in range(3):
+        before = {k: v.clone() for k, v in task.pool.slots.items()}
+        task.training_loss(steps=3)
+        last = task.last
+        idx, fresh, remask = last["idx"], last["fresh"], last["remask"]
+        assert fresh.sum() == 4 and not (remask & fresh).any() and remask.sum() <= 4
+        kept = ~fresh & ~remask  # continued unchanged from the pool
+        torch.testing.assert_close(last["start"][kept], before["state"][idx[kept]], rtol=0, atol=0)
+        torch.testing.assert_close(task.pool.slots["clean"][idx[~fresh]], before["clean"][idx[~fresh]], rtol=0, atol=0)
+        for r in torch.nonzero(remask).flatten():  # re-masked: some interior cells zeroed, the rest kept
+            zero = (last["start"][r] == 0).all(-1)
+            assert zero[2:30, 2:30].sum() > 0 and not zero[:2].any()
+            torch.testing.assert_close(last["start"][r][~zero], before["state"][idx[r]][~zero], rtol=0, atol=0)
+        # the final states are committed, the rest of the pool untouched
+        torch.testing.assert_close(task.pool.slots["state"][idx], last["final"], rtol=0, atol=0)
+        other = torch.ones(16, dtype=torch.bool)
+        other[idx] = False
+        torch.testing.assert_close(task.pool.slots["state"][other], before["state"][other], rtol=0, atol=0)
+        assert not torch.equal(last["final"], last["start"])
+    # the pool survives a checkpoint round trip exactly (clean pixels stored as uint8)
+    twin = _pool_task(small_digits)
+    twin.load_extra_state(task.extra_state())
+    for k in ("state", "clean"):
+        torch.testing.assert_close(twin.pool.slots[k], task.pool.slots[k], rtol=0, atol=0)
+
+
+def test_damage_zeroes_the_stated_fraction_of_whole_cells_in_the_chosen_rows():
+    s = torch.randn(64, 32, 32, 16) + 5.0
+    rows = torch.zeros(64, dtype=torch.bool)
+    rows[::4] = True
+    out = rs.damage_rows(s, 0.3, rows)
+    zero = (out == 0).all(-1)
+    assert torch.equal(zero, (out == 0).any(-1))  # whole cells
+    assert not zero[~rows].any() and torch.equal(out[~rows], s[~rows])
+    assert 0.28 < zero[rows].float().mean() < 0.32
+    # in training a damaged row loses those cells halfway through its rollout
+    m = rs.CARestorer(rs.Config(gate_hidden=16, gate_out=16)).eval()
+    seen = []
+    m.norm.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    torch.manual_seed(0)
+    s0 = m.encode(torch.rand(2, 28, 28))
+    m.run(s0, 4, damage_frac=1.0, damaged=torch.tensor([True, False]))
+    # step 2's CA input was zeroed in row 0: its update starts from 0, so the pre-norm state is
+    # the rule applied to an all-zero lattice, the same in every cell
+    assert torch.allclose(seen[2][0], seen[2][0][0, 0].expand_as(seen[2][0]))
+    assert not torch.allclose(seen[2][1], seen[2][1][0, 0].expand_as(seen[2][1]))
+
+
+def test_training_masks_mix_rates_and_regions():
+    cfg = rs.Config()
+    keep = rs.training_masks(torch.rand(2000, 28, 28), cfg)
+    blank = (~keep).flatten(1).float().mean(1)
+    assert blank.min() >= 0.09 and blank.max() <= 0.91
+    rows_full = keep.all(2)  # a region leaves whole unblanked rows; pixel masks at >= 30 % never do
+    region = rows_full.any(1)
+    assert 0.2 < region.float().mean() < 0.3
+    assert 0.3 < blank[~region].mean() < 0.9 and abs(blank[~region].mean() - 0.6) < 0.02
+    plain = rs.training_masks(torch.rand(50, 28, 28), rs.Config(**rs.PLAIN))
+    assert torch.equal((~plain).flatten(1).sum(1), torch.full((50,), 549))
+
+
+def test_mask_region_blanks_one_square_inside():
+    x = torch.ones(200, 28, 28)
+    masked, keep = mask_region(x, 0.25)
+    assert torch.equal((~keep).flatten(1).sum(1), torch.full((200,), 196))  # 14 x 14
+    cols = (~keep).any(1).sum(1)
+    assert torch.equal(cols, torch.full((200,), 14)) and torch.equal(masked, keep.float())
+    _, keep = mask_region(torch.ones(3, 28, 28), torch.tensor([0.0, 1.0, 0.5]))
+    assert (~keep).flatten(1).sum(1).tolist() == [0, 784, 20 * 20]
+
+
+def test_steps_vary_per_batch(small_digits):
+    task = _pool_task(small_digits)
+    seen = []
+    real = task.training_loss
+    task.training_loss = lambda steps: (seen.append(steps), real(steps))[1]
+    cfg = rs.Config()
+    tcfg = rs.train_config(cfg, iterations=12)
+    assert (tcfg.steps_min, tcfg.steps_max) == (8, 16) and tcfg.lr_milestones == (7, 10)
+    tcfg.steps_min, tcfg.steps_max = 1, 4
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        train(task, tcfg, d, torch.device("cpu"), progress=False)
+    assert len(seen) == 12 and len(set(seen)) > 1 and set(seen) <= {1, 2, 3, 4}
+    assert rs.train_config(rs.Config(**rs.PLAIN), 10).steps_min == 10
+
+
+def test_hybrid_train_state_stays_small(tmp_path, small_digits):
+    """The GPU job brings train_state.pt back: the hybrid's weights, Adam and pool < 24 MiB."""
+    imgs, labels = _imgs(small_digits, 200)
+    task = rs.RestoreTask(rs.Config(), imgs, labels, torch.device("cpu"))
+    train(task, rs.train_config(task.cfg, 1), tmp_path, torch.device("cpu"), progress=False)
+    assert (tmp_path / "train_state.pt").stat().st_size < 24 * 2**20
+
+
+def test_old_checkpoints_keep_the_plain_recipe():
+    _, cfg, _ = rs.load(rs.PRETRAINED_DIR / "hybrid" / "model.safetensors")
+    assert (cfg.pool_size, cfg.mask_min, cfg.mask_max, cfg.damage_share, cfg.region_share) == (0, 0.7, 0.7, 0, 0)
+    assert (cfg.steps_min, cfg.steps_max, cfg.steps) == (10, 10, 10)
+    new = rs.config_from_fields({k: v for k, v in rs.asdict(rs.Config()).items()})
+    assert new == rs.Config()
 
 
 def _untrained(folder):
@@ -98,6 +218,20 @@ def test_eval_table(tmp_path, small_digits):
     for row in res["models"].values():
         assert 0 <= row["digit_id_accuracy"] <= 1 and row["psnr_db"] > 0
     assert torch.equal(restored["keep"].sum((1, 2)), torch.full((20,), 235))
+    masks = evaluate_masks(models, clf, imgs, labels, (0.5, 0.9), (0.25,))
+    assert set(masks) == {"pixels-0.5", "pixels-0.9", "region-0.25"}
+    assert set(masks["region-0.25"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
+    # the same masks as the main table at the same rate give the same numbers
+    same = evaluate_masks(models, clf, imgs, labels, (0.7,), ())["pixels-0.7"]
+    for name, row in res["models"].items():
+        assert same[name]["psnr_db"] == pytest.approx(row["psnr_db"], rel=1e-6)
+    calls = []
+    models["hybrid"].norm.register_forward_hook(lambda *a: calls.append(1))  # one LayerNorm per CA step
+    steps = evaluate_steps(models, clf, imgs, labels, (1, 2))
+    assert len(calls) == 10 + 20  # 20 digits, one batch each run
+    assert set(steps) == {"1x", "2x"} and set(steps["2x"]) == {"hybrid", "ca"}  # the CNN-AE has no steps
+    assert steps["2x"]["hybrid"]["steps"] == 20
+    assert steps["1x"]["ca"]["psnr_db"] == pytest.approx(res["models"]["ca"]["psnr_db"], rel=1e-6)
 
 
 def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
@@ -110,7 +244,10 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
                                    "--png", str(tmp_path / "t.png"), "--device", "cpu",
                                    "--card", str(tmp_path / "card.md")])
     assert res.exit_code == 0, res.output
-    assert set(json.loads((tmp_path / "t.json").read_text())["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert set(table["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
+    assert set(table["masks"]) == {"pixels-0.5", "pixels-0.7", "pixels-0.9", "region-0.25", "region-0.5"}
+    assert set(table["steps"]) == {"1x", "2x", "5x"} and table["steps"]["5x"]["hybrid"]["steps"] == 50
     assert (tmp_path / "t.png").stat().st_size > 0
     assert "| hybrid |" in (tmp_path / "card.md").read_text()
     res = CliRunner().invoke(app, ["study", "restore-damage", "--models", str(folder), "--n", "16",
@@ -119,3 +256,32 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
     assert res.exit_code == 0, res.output
     d = json.loads((tmp_path / "d.json").read_text())
     assert set(d["models"]["hybrid"]) == {"accuracy_intact", "accuracy_damaged", "accuracy_drop"}
+
+
+def test_purity_by_hand():
+    import numpy as np
+
+    from localrules.studies.restore_basins import purity
+
+    assert purity(np.array([0, 0, 1, 1]), np.array([3, 3, 3, 5])) == 0.75
+    assert purity(np.array([0, 1, 2]), np.array([1, 2, 3])) == 1.0
+
+
+def test_basins_on_a_tiny_case(tmp_path, small_digits, mnist_dir):
+    from localrules.studies.restore_basins import basins
+
+    imgs, labels = _imgs(small_digits, 30)
+    folder = tmp_path / "m"
+    models, clf = _untrained(folder)
+    res, arrays = basins(models["hybrid"], clf, imgs, labels, n_noise=10, steps=3, k_max=4)
+    assert 2 <= res["n_basins"] <= 4 and set(res["silhouette"]) == {2, 3, 4}
+    assert sum(b["size"] for b in res["basins"]) == 41  # 10 noise + blank + 30 digits
+    assert sum(b["from"]["blank"] for b in res["basins"]) == 1
+    assert 0 < res["purity_by_classifier"] <= 1 and 0 < res["purity_by_true_label_masked"] <= 1
+    assert arrays["basin_images"].shape == (res["n_basins"], 28, 28)
+    out = CliRunner().invoke(app, ["study", "restore-basins", "--models", str(folder), "--n", "20", "--noise", "5",
+                                   "--steps", "2", "--k-max", "3", "--data-dir", str(mnist_dir), "--device", "cpu",
+                                   "--json", str(tmp_path / "b.json"), "--png", str(tmp_path / "b.png")])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "b.json").read_text())["n_masked"] == 20
+    assert (tmp_path / "b.png").stat().st_size > 0
