@@ -22,6 +22,14 @@ class PerceptionKind(str, Enum):
     sobel = "sobel"
 
 
+class Transform(str, Enum):
+    scale = "scale"
+    shift = "shift"
+    rotate = "rotate"
+    stroke = "stroke"
+    mix = "mix"
+
+
 class EngineName(str, Enum):
     alive = "alive"
     dense = "dense"
@@ -43,6 +51,7 @@ def run_selfclassify(
     steps: int = typer.Option(20, help="CA steps per training iteration."),
     perception: PerceptionKind = typer.Option(PerceptionKind.learned, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
     engine: EngineName = typer.Option(EngineName.alive, help="alive: compute only alive cells (fast); dense: full grid conv; graph: PyG message passing."),
+    augment: bool = typer.Option(False, "--augment", help="Beyond the paper: change every digit drawn into the pool at random (scale 0.7-1.2, shift up to 4 px, rotation up to 25 degrees, stroke thinner or thicker), for hand-drawn digits."),
     checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     seed: int = typer.Option(0, help="Random seed."),
@@ -66,7 +75,7 @@ def run_selfclassify(
                      engine=engine.value, noise=None, batch_size=0, seed=seed)
         return
     cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size, perception=perception.value,
-                    pool_size=pool_size, engine=engine.value).validate()
+                    pool_size=pool_size, engine=engine.value, augment=augment).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
                        checkpoint_every=checkpoint_every, minutes=minutes)
@@ -74,17 +83,18 @@ def run_selfclassify(
     torch.manual_seed(seed)
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
-               f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, device={dev}")
+               f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
                  command=command_line())
     typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
-                 noise, batch_size, seed, images=None, labels=None, workers=0):
+                 noise, batch_size, seed, images=None, labels=None, workers=0, transform=None):
     from localrules.data.arrays import load_image_arrays, to_unit_pixels
     from localrules.data.mnist import load_mnist
     from localrules.studies.report import selfclassify_report
+    from localrules.studies.robustness import SUMMARY
     import torch
 
     if images is not None or labels is not None:
@@ -100,17 +110,38 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         batch_size = 1000 if device.type == "cuda" else 50
     if not workers:  # on CPU, one single-threaded process per thread scales better than threads
         workers = torch.get_num_threads() if device.type == "cpu" else 1
-    res = selfclassify_report(checkpoint, pixels, y, out, json_path, device=device,
-                              noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                              batch_size=batch_size, engine=engine, seed=seed, workers=workers)
-    keys = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
-            "top_accuracy", "top_agreement")
-    summary = ", ".join(f"{k}={res[k]:.4f}" for k in keys if k in res)
+    opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None,
+                batch_size=batch_size, engine=engine, workers=workers)
+    if transform:
+        return _transform_report(checkpoint, pixels, y, transform, out, json_path, seed, opts)
+    res = selfclassify_report(checkpoint, pixels, y, out, json_path, seed=seed, **opts)
+    summary = ", ".join(f"{k}={res[k]:.4f}" for k in SUMMARY if k in res)
     typer.echo(f"{res['n_digits']} digits, {steps} steps, {res['seconds']:.1f} s: {summary}")
     if out:
         typer.echo(f"plots: {', '.join(res.get('plots', []))}")
     if json_path:
         typer.echo(f"json: {json_path}")
+    return res
+
+
+def _transform_report(checkpoint, pixels, y, kind, out, json_path, seed, opts):
+    """``eval --transform KIND``: the protocol at every level of one change of the digits."""
+    from localrules.studies.robustness import SUMMARY, transform_sweep
+
+    res = transform_sweep(checkpoint, pixels, y, kind, seed=seed,
+                          progress=lambda level: typer.echo(f"{kind} {level}: ...", err=True), **opts)
+    for row in res.get("levels", [res]):
+        head = f"{kind} {row['level']}" if "level" in row else kind
+        typer.echo(f"{head}: " + ", ".join(f"{k}={row[k]:.4f}" for k in SUMMARY if k in row))
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(res, indent=1))
+        typer.echo(f"json: {json_path}")
+    if out and "levels" in res:
+        from localrules.viz.plots import plot_transform_sweep
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        typer.echo(f"plot: {plot_transform_sweep(res, Path(out) / f'transform-{kind}.png')}")
     return res
 
 
@@ -132,6 +163,7 @@ def eval_selfclassify(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 = auto: as many as threads); results do not depend on it."),
+    transform: Optional[Transform] = typer.Option(None, help="Evaluate on changed test digits instead: scale (0.6-1.3), shift (0-6 px), rotate (-30..30 degrees), stroke (thinner / thicker) as a sweep with a plot in --plots, or mix (each digit changed at random; the summary keys of a plain evaluation)."),
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
     card_title: str = typer.Option("Model card", help="Title of the model card."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
@@ -143,10 +175,13 @@ def eval_selfclassify(
     ckpt = checkpoint or ms.pretrained_path("l2")
     if not ckpt.with_suffix(".safetensors").is_file():
         raise typer.BadParameter(f"no checkpoint at {ckpt}", param_hint="--checkpoint")
+    if card and transform:
+        raise typer.BadParameter("a model card describes the plain evaluation; leave out --transform",
+                                 param_hint="--card")
     res = _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
                  device=dev, data_dir=data_dir, engine=engine.value,
                  noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels,
-                 workers=workers)
+                 workers=workers, transform=transform.value if transform else None)
     if card:
         from localrules.studies.report import model_card
 

@@ -10,7 +10,9 @@ update, dead cells keep a zero state. Every alive cell must output the digit's l
 
 Training (the paper's recipe): a pool of 160 states, batches of 16 of which a quarter are
 replaced by fresh digits and a quarter mutated into new digits, 20 steps per iteration,
-L2 (or cross-entropy) loss on the label channels of alive cells.
+L2 (or cross-entropy) loss on the label channels of alive cells. Beyond the paper, ``augment``
+changes every digit drawn into the pool at random (size, place, slant, stroke width:
+``localrules.data.augment.random_mix``), for digits drawn by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception, Rule
+from localrules.data.augment import random_mix
 from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import mutate
 from localrules.train.pool import SamplePool
@@ -47,6 +50,7 @@ class Config:
     fresh_frac: float = 0.25
     mutate_frac: float = 0.25
     engine: str = "alive"  # alive (fast) | dense | graph (general path)
+    augment: bool = False  # every digit drawn into the pool changed at random (augment.random_mix)
 
     @property
     def channels(self) -> int:
@@ -147,16 +151,17 @@ class SelfClassifyTask:
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         H, W = self.images.shape[1:3]
         P = cfg.pool_size
-        idx = torch.randint(len(self.images), (P,), device=device)
-        self.pool = SamplePool(
-            pixels=self.images[idx].clone(),
-            state=torch.zeros(P, H, W, cfg.channels, device=device),
-            label=self.labels[idx].clone(),
-        )
+        pixels, labels = self._fresh(P)
+        self.pool = SamplePool(pixels=pixels.clone(), label=labels.clone(),
+                               state=torch.zeros(P, H, W, cfg.channels, device=device))
 
     def _fresh(self, n: int):
+        """n random training digits (n, H, W, 1) and labels, changed at random with ``augment``."""
         idx = torch.randint(len(self.images), (n,), device=self.device)
-        return self.images[idx], self.labels[idx]
+        pixels = self.images[idx]
+        if self.cfg.augment:
+            pixels = random_mix(pixels[..., 0])[..., None]
+        return pixels, self.labels[idx]
 
     def training_batch(self):
         """Sample from the pool; a quarter fresh digits, a quarter mutated into new digits."""
