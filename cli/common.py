@@ -33,3 +33,15 @@ def setup(device: str, threads: int | None = None):
     if threads:
         torch.set_num_threads(threads)
     return resolve_device(device)
+
+
+def init_weights(task, path: Path, load, shape: tuple[str, ...], option: str, what: str = "model") -> None:
+    """Start ``task.model`` from the weights saved at ``path`` (read with the task's ``load``), with
+    a fresh pool and optimizer; the Config fields in ``shape``, which fix the tensors, must agree."""
+    if not Path(path).with_suffix(".safetensors").is_file():
+        raise typer.BadParameter(f"no checkpoint at {path}", param_hint=option)
+    model, cfg, _ = load(path)
+    diff = {k: (getattr(cfg, k), getattr(task.cfg, k)) for k in shape if getattr(cfg, k) != getattr(task.cfg, k)}
+    if diff:
+        raise typer.BadParameter(f"{path} has another {what} shape (saved vs now: {diff})", param_hint=option)
+    task.model.load_state_dict(model.state_dict())

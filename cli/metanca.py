@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup, study_app
+from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, init_weights, eval_app, run_app, setup, study_app
 
 
 class Dataset(str, Enum):
@@ -106,14 +106,7 @@ def _init_from(task, path: Path) -> None:
     """Load a saved rule's weights into ``task.model``; the rule's shape options must agree."""
     from localrules.tasks import metanca as mn
 
-    if not Path(path).with_suffix(".safetensors").is_file():
-        raise typer.BadParameter(f"no rule checkpoint at {path}", param_hint="--init-rule")
-    rule, cfg, _ = mn.load(path)
-    shape = ("pos_dim", "hidden", "rule_hidden", "data_conditioned")
-    diff = {k: (getattr(cfg, k), getattr(task.cfg, k)) for k in shape if getattr(cfg, k) != getattr(task.cfg, k)}
-    if diff:
-        raise typer.BadParameter(f"{path} has another rule shape (saved vs now: {diff})", param_hint="--init-rule")
-    task.model.load_state_dict(rule.state_dict())
+    init_weights(task, path, mn.load, ("pos_dim", "hidden", "rule_hidden", "data_conditioned"), "--init-rule", "rule")
 
 
 def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir, adam_epochs: float = 0.0) -> dict:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup
+from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, init_weights, eval_app, run_app, setup
 
 
 class Loss(str, Enum):
@@ -51,6 +51,7 @@ def run_selfclassify(
     steps: int = typer.Option(20, help="CA steps per training iteration."),
     perception: PerceptionKind = typer.Option(PerceptionKind.learned, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
     engine: EngineName = typer.Option(EngineName.alive, help="alive: compute only alive cells (fast); dense: full grid conv; graph: PyG message passing."),
+    init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune the shipped model with --augment; its shape options must match."),
     augment: bool = typer.Option(False, "--augment", help="Beyond the paper: change every digit drawn into the pool at random (scale 0.7-1.2, shift up to 4 px, rotation up to 25 degrees, stroke thinner or thicker), for hand-drawn digits."),
     checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
@@ -82,6 +83,9 @@ def run_selfclassify(
     images, labels = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
+    if init_model is not None and not resume:
+        init_weights(task, init_model, ms.load, ("hidden_channels", "perception", "perception_dim", "hidden"),
+                     "--init-model")
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
