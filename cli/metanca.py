@@ -258,6 +258,7 @@ def study_stability(
     fresh_frac: float = typer.Option(0.0625, help="Share of each pooled batch replaced by fresh networks: pool states live about steps / fresh_frac updates, so a small share trains the rule on old states."),
     steps_max: int = typer.Option(50, help="Most rule updates per meta-training iteration (fewest: 10)."),
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -273,6 +274,23 @@ def study_stability(
 
     dev = setup(device, threads)
     sizes = tuple(_ints(arch, "--arch"))
+    if checkpoint is not None:
+        from localrules.studies.metanca_studies import accuracy_curve, accuracy_stability
+
+        rule, cfg, _ = mn.load(checkpoint, dev)
+        data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+        if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
+            raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
+                                     param_hint="--arch")
+        acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
+        res = {"checkpoint": str(checkpoint), "arch": list(sizes), "samples": samples, "horizon": horizon,
+               **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "accuracy_stability.json").write_text(json.dumps(res, indent=1))
+        typer.echo(f"{list(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
+                   f"updates, {res['updates_within_band']} updates after it within 0.02, "
+                   f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
+        return
     data = load_split(dataset.value, 0, data_dir)
     rows = {}
     for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):

@@ -7,7 +7,8 @@
   run resumes where it stopped.
 - :func:`zeroout_curve`: accuracy over rule steps before and after zero-out (Figure 3).
 - :func:`stability`: updates to reach the minimum training loss, and updates after it that
-  stay within 10 % of it (Table 1).
+  stay within 10 % of it (Table 1); :func:`accuracy_stability`: the same for test accuracy
+  (issue 17: within 0.02 of the best accuracy), on curves from :func:`accuracy_curve`.
 """
 
 from __future__ import annotations
@@ -179,3 +180,29 @@ def stability_numbers(losses: torch.Tensor, tolerance: float = 0.1) -> dict:
     over = (after > band).nonzero()
     within = int(over[0]) if len(over) else len(after)
     return {"updates_to_min": t_min + 1, "min_loss": losses[t_min].item(), "updates_within_10pct": within}
+
+
+@torch.no_grad()
+def accuracy_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int, seed: int = 0,
+                   every: int = 1) -> torch.Tensor:
+    """Mean test accuracy of grown networks after every ``every``-th update: (steps / every,)."""
+    torch.manual_seed(seed)
+    dev = next(rule.parameters()).device
+    topo = _topology(cfg, sizes, data, dev)
+    x, y = data.x_test.to(dev), data.y_test.to(dev)
+    state = mn.init_networks(topo, samples, cfg, dev)
+    grown = mn.coded(topo, cfg, mn.new_positions(topo, samples, cfg, dev))
+    _, curve = mn.grow(rule, grown, state, steps, x, y, cfg.activation, every=every)
+    return torch.stack([a.mean() for a in curve])
+
+
+def accuracy_stability(acc: torch.Tensor, tolerance: float = 0.02) -> dict:
+    """Updates (curve entries) to reach the best accuracy a*, and entries after it with accuracy
+    >= a* - tol before the first drop below that band; also the entries anywhere within the band."""
+    t_best = int(acc.argmax())
+    band = acc[t_best] - tolerance
+    after = acc[t_best + 1 :]
+    under = (after < band).nonzero()
+    return {"updates_to_best": t_best + 1, "best_accuracy": acc[t_best].item(),
+            "updates_within_band": int(under[0]) if len(under) else len(after),
+            "entries_in_band": int((acc >= band).sum()), "final_accuracy": acc[-1].item()}

@@ -58,3 +58,13 @@ def test_heatmap_and_eval_report_the_adam_baseline(tmp_path, mnist_dir, shipped)
     assert res.exit_code == 0, res.output
     rows = json.loads(ev.read_text())["archs"]
     assert res.output.count("grown / Adam") == len(rows) and all("ratio" in r for r in rows)
+
+
+def test_stability_of_a_given_rule(tmp_path, mnist_dir, shipped):
+    res = runner.invoke(app, ["study", "stability", "--checkpoint", shipped, "--dataset", "mnist", "--arch",
+                              "784,10,10,10", "--horizon", "5", "--samples", "2", "--out", str(tmp_path),
+                              "--data-dir", str(mnist_dir), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "accuracy_stability.json").read_text())
+    assert len(out["accuracy_curve"]) == 5 and max(out["accuracy_curve"]) == out["best_accuracy"]
+    assert not (tmp_path / "sample_pooling").exists()  # no rule was meta-trained

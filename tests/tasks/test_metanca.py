@@ -194,3 +194,13 @@ def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code
     b = rule.rollout(grown, state[..., :0], state, None, 4)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, state)
+
+
+def test_accuracy_stability_by_hand():
+    from localrules.studies.metanca_studies import accuracy_stability
+
+    acc = torch.tensor([0.5, 0.8, 0.9, 0.89, 0.885, 0.87, 0.89])
+    r = accuracy_stability(acc)
+    assert r["updates_to_best"] == 3 and r["best_accuracy"] == pytest.approx(0.9)
+    assert r["updates_within_band"] == 2  # 0.89, 0.885; then 0.87 < 0.88
+    assert r["entries_in_band"] == 4 and r["final_accuracy"] == pytest.approx(0.89)
