@@ -1,19 +1,20 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install, evaluate the shipped self-classifying model (plots + GIF in runs/pretrained)
 #   make test   create .venv, install, run the test suite
+#   make docs   the API reference (runs/site/index.html)
 # CUDA users: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 
-.PHONY: run test wheel-check clean
+.PHONY: run test docs wheel-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,tensorboard]'
+	$(BIN)/pip install -q -e '.[test,tensorboard,docs]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -21,6 +22,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -rs
+
+# The API reference from the docstrings (mkdocs + mkdocstrings), into runs/site/
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
 
 # Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
 wheel-check: $(VENV)/.installed
