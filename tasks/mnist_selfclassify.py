@@ -175,7 +175,7 @@ class SelfClassifyTask:
         if n_mut:
             px, lab = self._fresh(n_mut)
             s = slice(cfg.batch_size - n_mut, cfg.batch_size)
-            b["state"][s] = mutate(b["state"][s], px > ALIVE_THRESHOLD)
+            b["state"][s] = mutate(b["state"][s], px > ALIVE_THRESHOLD, b["pixels"][s] > ALIVE_THRESHOLD)
             b["pixels"][s], b["label"][s] = px, lab
         return idx, b
 

@@ -133,8 +133,9 @@ def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, muta
     for t in range(steps):
         if mutate_at is not None and t == mutate_at:
             dense = eng.unpack(state)
+            old_alive = px > ALIVE_THRESHOLD
             px, lab = px_next.to(dev, torch.float32)[..., None], lab_next.to(dev)
-            dense = mutate(dense, px > ALIVE_THRESHOLD)
+            dense = mutate(dense, px > ALIVE_THRESHOLD, old_alive)
             eng = Engine(engine, px, dense)
             state = eng.pack(dense)
         new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)

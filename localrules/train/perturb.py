@@ -14,13 +14,11 @@ from __future__ import annotations
 import torch
 
 
-def mutate(state: torch.Tensor, new_alive: torch.Tensor) -> torch.Tensor:
-    """state (B, H, W, C), new_alive (B, H, W, 1) bool -> state * new_alive.
-
-    Old dead cells already hold zero, so cells alive in both digits keep their state, cells
-    dead in the new digit are erased, and newly alive cells start from zero.
-    """
-    return state * new_alive
+def mutate(state: torch.Tensor, new_alive: torch.Tensor, old_alive: torch.Tensor) -> torch.Tensor:
+    """state (B, H, W, C), new_alive and old_alive (B, H, W, 1) bool -> state * old_alive * new_alive:
+    cells alive in both digits keep their state, cells dead in the new digit are erased, and
+    newly alive cells start from zero."""
+    return state * (old_alive & new_alive)
 
 
 def damage(state: torch.Tensor, frac: float, generator: torch.Generator | None = None) -> torch.Tensor:

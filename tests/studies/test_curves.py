@@ -27,6 +27,31 @@ def test_untrained_rule_metrics_by_hand(digits):
     assert res["top_accuracy_step"] == 1
 
 
+def test_disagreeing_cells_metrics_by_hand(digits):
+    """A hand-set rule: every cell votes 1 where its pixel > 0.95, else 0, from the first update on
+    (label-1 logit += 2 pixel, label-0 logit += 1.9 each step, every cell firing)."""
+    px, y = digits
+    model = ms.build_model(ms.Config())
+    model.fire_rate = 1.0
+    with torch.no_grad():
+        model.perception.weight.zero_()
+        model.perception.bias.zero_()
+        model.perception.weight[0, 0, 1, 1] = 1.0  # p_0 = the cell's own pixel
+        first, last = model.rule.mlp[1], model.rule.mlp[-1]
+        first.weight.zero_(), first.bias.zero_(), last.weight.zero_(), last.bias.zero_()
+        first.weight[0, 0] = 1.0  # h_0 = pixel
+        last.weight[-9, 0] = 2.0  # label 1
+        last.bias[-10] = 1.9  # label 0
+    res = selfclassify_curves(model, px, y, steps=3, mutate_at=None, batch_size=16, progress=False)
+    alive = px > 0.1
+    vote = (px > 0.95).long()
+    correct = ((vote == y[:, None, None]) & alive).sum() / alive.sum()
+    agree = torch.tensor([len(set(vote[k][alive[k]].tolist())) <= 1 for k in range(len(px))]).float().mean()
+    assert 0 < agree < 1  # some digits disagree: the case the untrained rule cannot show
+    assert res["accuracy"] == pytest.approx([correct.item()] * 3)
+    assert res["agreement"] == pytest.approx([agree.item()] * 3)
+
+
 def test_mutation_targets_are_other_digits():
     t = mutation_targets(50, seed=3)
     assert t.shape == (50,) and torch.all(t != torch.arange(50)) and t.max() < 50

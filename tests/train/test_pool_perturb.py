@@ -28,8 +28,8 @@ def test_pool_rejects_bad_sizes():
 def test_mutate_keeps_common_erases_old_and_births_new():
     old_alive = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool).reshape(1, 1, 4, 1)
     new_alive = torch.tensor([[0, 1, 1, 0]], dtype=torch.bool).reshape(1, 1, 4, 1)
-    state = torch.randn(1, 1, 4, 5) * old_alive
-    out = mutate(state, new_alive)
+    state = torch.randn(1, 1, 4, 5)  # non-zero everywhere, so erasing and zeroing are visible
+    out = mutate(state, new_alive, old_alive)
     assert torch.all(out[0, 0, 0] == 0)  # alive only in old: erased
     assert torch.equal(out[0, 0, 1], state[0, 0, 1])  # alive in both: kept
     assert torch.all(out[0, 0, 2] == 0)  # newly alive: starts at zero
