@@ -1,0 +1,50 @@
+"""Each shipped model measures, on a small fixed subset, close to what its card says for the full
+test set (a random or a wrong checkpoint would be far off)."""
+
+import json
+from pathlib import Path
+
+import torch
+
+import localrules as lr
+from localrules.data.mnist import load_mnist
+
+PRETRAINED = Path(lr.__file__).parent / "pretrained"
+
+
+def _card(name: str) -> dict:
+    return json.loads((PRETRAINED / name).read_text())
+
+
+def test_selfclassifier_matches_its_card(mnist_dir):
+    x, y = load_mnist("test", mnist_dir)
+    votes = lr.classify(lr.load_selfclassifier(), x[:40], steps=200)
+    alive = votes >= 0
+    acc = (votes[alive] == torch.as_tensor(y[:40])[:, None, None].expand_as(votes)[alive]).float().mean()
+    card = _card("mnist-selfclassify-l2noise.eval.json")["accuracy_at_200"]  # 0.9489 on 10,000 digits
+    assert abs(acc.item() - card) < 0.06, (acc.item(), card)
+
+
+def test_metanca_rule_matches_its_card(mnist_dir):
+    from localrules.data.tabular import load_split
+
+    rule = lr.load_rule()
+    data = load_split("mnist", rule.cfg.split_seed, mnist_dir)
+    nets = lr.grow(rule, [784, 50, 30, 10], n=2, steps=30)
+    acc = (lr.forward(rule, nets, data.x_test).argmax(-1) == data.y_test).float().mean().item()
+    card = next(a["mean_accuracy"] for a in _card("metanca-mnist.eval.json")["archs"] if a["arch"] == [784, 50, 30, 10])
+    assert abs(acc - card) < 0.02, (acc, card)
+
+
+def test_hybrid_restorer_matches_its_card(mnist_dir):
+    from localrules.studies.restore_eval import psnr
+
+    x, y = load_mnist("test", mnist_dir)
+    clean = torch.as_tensor(x[:300]).float() / 255
+    masked, _ = lr.mask(x[:300], 0.7)
+    with torch.no_grad():
+        restored = lr.load_restorer("hybrid")(masked)
+        digit_id = (lr.load_restorer("classifier")(restored).argmax(-1) == torch.as_tensor(y[:300])).float().mean()
+    card = _card("restore/eval.json")["models"]["hybrid"]  # 21.39 dB, 0.9720 on 10,000 digits
+    assert abs(psnr(restored, clean).mean().item() - card["psnr_db"]) < 0.7
+    assert abs(digit_id.item() - card["digit_id_accuracy"]) < 0.04
