@@ -70,3 +70,16 @@ def test_groups_fit_the_returned_file_limit(job):
     assert sum(most for _, most in job.GROUPS.values()) + 1 <= 8  # + the log
     stages = {s.name for s in job.stages(smoke=True)}
     assert stages | {"setup"} == {n for names, _ in job.GROUPS.values() for n in names}
+
+
+def test_carry_keeps_what_resuming_needs(job, tmp_path):
+    work = tmp_path / "work"
+    _run(work / "hybrid", 0.1)
+    (work / "hybrid" / "model.safetensors").write_bytes(b"w")
+    _run(work / "metanca", 0.1)
+    (work / "metanca" / "model.safetensors").write_bytes(b"rule")
+    (work / "ca").mkdir()  # a run without a state: starts afresh next time
+    (work / "ca" / "model.json").write_text("{}")
+    job.carry(work, tmp_path / "carry")
+    files = sorted(str(f.relative_to(tmp_path / "carry")) for f in (tmp_path / "carry").rglob("*") if f.is_file())
+    assert files == ["hybrid/model.json", "hybrid/train_state.pt", "metanca/model.json", "metanca/model.safetensors"]
