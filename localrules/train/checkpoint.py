@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,24 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Read a training state with ``weights_only=True`` (tensors, numbers, strings, containers):
+    a file holding any other object is refused, never run. Bad files raise ValueError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):
+            raise ValueError(f"{path} is empty or damaged (not a pickle torch can read); resume from an "
+                             f"intact copy of the run folder or start a new run") from e
+        raise ValueError(f"{path} holds objects other than tensors, numbers and strings, so it was not "
+                         f"written by localrules; refusing to load it") from e
+    except (EOFError, OSError, RuntimeError) as e:
+        raise ValueError(f"{path} is empty or damaged ({type(e).__name__}); resume from an intact copy "
+                         f"of the run folder or start a new run") from e
+    if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
+        raise ValueError(f"{path} is not a localrules training state")
+    return state
 
 
 def read_checkpoint(path: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
