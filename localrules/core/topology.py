@@ -83,7 +83,10 @@ class AliveCells:
     def perceive(self, x: torch.Tensor, perception: MoorePerception) -> torch.Tensor:
         """x (N, C) of alive cells -> p (N, P) = bias + W_dir . gathered (N, 9C) patches."""
         table = torch.cat([x, self.context.to(x.dtype)])
-        patches = table[self.nbr].reshape(len(x), -1)  # (N, 9C)
+        # gather, not table[self.nbr]: on the CPU the backward of tensor indexing adds the
+        # gradients of repeated rows with threaded atomics, in an order that varies run to run
+        idx = self.nbr.reshape(-1, 1).expand(-1, table.shape[-1])
+        patches = table.gather(0, idx).reshape(len(x), -1)  # (N, 9C)
         return F.linear(patches, perception.direction_matrix(), perception.bias)
 
 
