@@ -35,6 +35,23 @@ def setup(device: str, threads: int | None = None):
     return resolve_device(device)
 
 
+OVERWRITE_HELP = "Replace the run already in OUT (its model, state and metrics); without it such a folder is refused."
+
+
+def resumed_config(ctx: typer.Context, tcfg, out: Path, resume: bool, options: dict[str, tuple[str, ...]]):
+    """On ``--resume``: the training options recorded in OUT, except those given on this command
+    line (``options``: parameter name -> the TrainConfig fields it sets); else ``tcfg``."""
+    if not resume:
+        return tcfg
+    from localrules.train.resume import recorded_train_config, resolve
+
+    def typed(name: str) -> bool:  # by name: typer may bring its own copy of click's enum
+        return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+
+    given = {f for name, fs in options.items() if typed(name) for f in fs}
+    return resolve(tcfg, recorded_train_config(out), given)
+
+
 def init_weights(task, path: Path, load, shape: tuple[str, ...], option: str, what: str = "model") -> None:
     """Start ``task.model`` from the weights saved at ``path`` (read with the task's ``load``), with
     a fresh pool and optimizer; the Config fields in ``shape``, which fix the tensors, must agree."""

@@ -14,6 +14,7 @@ import typer
 from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (register the commands)
 from .bench import bench
 from .common import eval_app, run_app, study_app
+from .ranges import apply_ranges
 
 app = typer.Typer(
     help="Learn local rules: cells that share one small rule, see only their neighbours, "
@@ -27,15 +28,12 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(study_app, name="study")
 app.command("demo")(demo.demo)
 app.command("bench")(bench)
+apply_ranges(app)
 
 
-def cli() -> None:
-    """Console entry point: bad input ends with one clear line, not a traceback."""
-    from localrules.data.mnist import MNISTError
-    from localrules.train.loop import TrainingDiverged
+def cli(argv: list[str] | None = None) -> None:
+    """Console entry point: a failure ends with one clear line, not a traceback (``--debug`` or
+    LOCALRULES_DEBUG=1 shows it; see :mod:`.errors`)."""
+    from .errors import run
 
-    try:
-        app()
-    except (ValueError, FileNotFoundError, MNISTError, TrainingDiverged) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise SystemExit(2) from None
+    run(app, argv)

@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, init_weights, eval_app, run_app, setup, study_app
+from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
+                     resumed_config, run_app, setup, study_app)
 
 
 class Dataset(str, Enum):
@@ -20,7 +21,7 @@ class Dataset(str, Enum):
 
 def _ints(text: str, what: str) -> list[int]:
     try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in text.split(",")]  # "4,,3" is refused, not read as 4,3
     except ValueError:
         raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
     if not vals or min(vals) < 1:
@@ -35,10 +36,12 @@ def _default_archs(dataset: str) -> list[str]:
 
 @run_app.command("metanca")
 def run_metanca(
+    ctx: typer.Context,
     dataset: Dataset = typer.Option(Dataset.iris, help="Task data: mnist (70k digits, 80/20 split), iris, or scikit-learn's 8x8 digits."),
     arch: Optional[List[str]] = typer.Option(None, help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr applies from the resume iteration on and is recorded."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     init_rule: Optional[Path] = typer.Option(None, help="Start from the weights of this rule checkpoint (.safetensors) with a fresh pool and optimizer, e.g. to continue the shipped rule on a GPU; its architecture options must match."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
@@ -96,10 +99,14 @@ def run_metanca(
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
                        steps_max=steps_max, seed=seed, minutes=minutes,
                        checkpoint_every=checkpoint_every)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {
+        "iterations": ("iterations",), "lr": ("lr",), "steps_min": ("steps_min",), "steps_max": ("steps_max",),
+        "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
-    last = train(task, tcfg, out, dev, resume=resume, command=command_line())
-    typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+    last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
+    if last:
+        typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
 
 
 def _init_from(task, path: Path) -> None:
@@ -298,7 +305,7 @@ def study_stability(
         cfg = mn.Config(dataset=dataset.value, archs=(sizes,), pool_size=pool, fresh_frac=fresh_frac)
         task = mn.MetaNCATask(cfg, data, dev)
         train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=steps_max,
-                                seed=seed), out / name, dev)
+                                seed=seed), out / name, dev, overwrite=True)  # the study's own scratch runs
         losses = loss_curve(task.model, cfg, sizes, data, samples, horizon, seed)
         rows[name] = stability_numbers(losses)
         rows[name]["loss_curve"] = losses.tolist()

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, eval_app, run_app, setup, study_app
+from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, resumed_config,
+                     run_app, setup, study_app)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 
@@ -50,9 +51,11 @@ def _load_models(folder: Optional[Path], device):
 
 @run_app.command("restore")
 def run_restore(
+    ctx: typer.Context,
     model: RestoreModel = typer.Option(RestoreModel.hybrid, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae (baseline) or classifier (the reference digit classifier)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/restore/MODEL)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr or --iterations (which moves the LR drops) applies from the resume iteration on and is recorded."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (all three and the floor) on N test digits."),
     iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
@@ -85,10 +88,12 @@ def run_restore(
     x, y = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
-    tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
+    tcfg = resumed_config(ctx, rs.train_config(cfg, iterations, lr, seed, minutes), out, resume, {
+        "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",)})
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
-    last = train(task, tcfg, out, dev, resume=resume, command=command_line())
-    typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+    last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
+    if last:
+        typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 
 def _floats(text: str, name: str) -> list[float]:

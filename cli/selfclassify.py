@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from .common import DATA_HELP, DEVICE_HELP, MINUTES_HELP, command_line, init_weights, eval_app, run_app, setup
+from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
+                     resumed_config, run_app, setup)
 
 
 class Loss(str, Enum):
@@ -38,9 +39,11 @@ class EngineName(str, Enum):
 
 @run_app.command("mnist-selfclassify")
 def run_selfclassify(
+    ctx: typer.Context,
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped model on a test subset, write plots and a GIF."),
     out: Path = typer.Option(Path("runs/mnist-selfclassify"), help="Run folder: checkpoints, metrics.jsonl, plots."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr or --milestones applies from the resume iteration on and is recorded."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     loss: Loss = typer.Option(Loss.l2, help="l2 (one-hot target, the paper's stable choice) or ce (cross-entropy)."),
     noise: float = typer.Option(0.02, help="Residual-noise std added to updates in training (0 = off)."),
     iterations: int = typer.Option(100_000, help="Training iterations (the paper: 100k)."),
@@ -80,6 +83,9 @@ def run_selfclassify(
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
                        checkpoint_every=checkpoint_every, minutes=minutes)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {
+        "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
+        "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
@@ -89,8 +95,9 @@ def run_selfclassify(
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
-                 command=command_line())
-    typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+                 command=command_line(), overwrite=overwrite)
+    if last:
+        typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,

@@ -47,7 +47,34 @@ def load_model_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     for f in (w, c):
         if not f.is_file():
             raise FileNotFoundError(f"checkpoint file {f} is missing")
-    return load_file(str(w)), json.loads(c.read_text())
+    try:
+        weights = load_file(str(w))
+    except Exception as e:  # safetensors raises its own SafetensorError for torn or foreign files
+        raise ValueError(f"{w} is damaged or not a safetensors file ({' '.join(str(e).split())})") from e
+    try:
+        config = json.loads(c.read_text())
+    except ValueError as e:
+        raise ValueError(f"{c} is not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{c} is not a checkpoint config (a JSON object)")
+    return weights, config
+
+
+RUN_FILES = ("model.safetensors", "model.json", "train_state.pt", "metrics.jsonl")
+
+
+def claim_run_folder(out: str | Path, overwrite: bool = False) -> None:
+    """Make ``out`` ready for a new run: refuse a folder that holds a run unless ``overwrite``,
+    which deletes that run's files first (so no old metrics or state mix with the new run)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose another --out")
+    found = [f for f in RUN_FILES if (out / f).is_file()]
+    if found and not overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(found)}); continue it with --resume, "
+                         f"choose a new --out, or pass --overwrite to replace it")
+    for f in found:
+        (out / f).unlink()
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 class MetricLog:
     """Appends to ``path``; ``resume_from=k`` first drops rows logged after step k (they belong
-    to iterations the resumed run repeats)."""
+    to iterations the resumed run repeats) and lines that do not parse (a line torn by a crash)."""
 
     def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None,
                  resume_from: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_from is not None and self.path.is_file():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= resume_from]
+            keep = [ln for ln in self.path.read_text(errors="replace").splitlines()
+                    if _step(ln) is not None and _step(ln) <= resume_from]
             self.path.write_text("".join(ln + "\n" for ln in keep))
         self._file = self.path.open("a")
         self._tb = None
@@ -36,3 +36,12 @@ class MetricLog:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _step(line: str) -> int | None:
+    """The step of one metrics line; None for a blank, torn or foreign line."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None

@@ -28,8 +28,9 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_state, save_model, save_state
+from .checkpoint import claim_run_folder, load_state, save_model, save_state
 from .log import MetricLog
+from .resume import apply_changes, recorded_train_config
 
 
 @dataclass
@@ -45,6 +46,23 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     minutes: float = 0.0  # wall-clock budget of one call to train(); 0 = none
+
+    def validate(self) -> "TrainConfig":
+        """Refuse values that would train wrongly or crash later; messages name the CLI option."""
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
+        need(self.iterations >= 1, f"--iterations must be at least 1, not {self.iterations}")
+        need(1 <= self.steps_min <= self.steps_max,
+             f"CA steps per iteration need 1 <= --steps-min <= --steps-max, not {self.steps_min} and {self.steps_max}")
+        need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, not {self.checkpoint_every}")
+        need(self.log_every >= 1, f"log_every must be at least 1, not {self.log_every}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, not {self.lr}")
+        need(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, f"lr_gamma must be positive, not {self.lr_gamma}")
+        need(all(m >= 0 for m in self.lr_milestones), f"--milestones must be iterations >= 0, not {self.lr_milestones}")
+        need(self.minutes >= 0 and not math.isnan(self.minutes), f"--minutes must be >= 0, not {self.minutes}")
+        return self
 
 
 class Task(Protocol):
@@ -97,15 +115,21 @@ def train(
     tensorboard: bool = False,
     progress: bool = True,
     command: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, float]:
     """Train ``task.model`` in place; writes ``out_dir/{model.safetensors,model.json,
-    train_state.pt,metrics.jsonl}``. Returns the last logged metrics. ``command`` (the command
-    line) is recorded in the checkpoint, with every later ``--resume`` appended."""
+    train_state.pt,metrics.jsonl}``. Returns the last logged metrics ({} when a resumed run had
+    nothing left to do). ``command`` (the command line) is recorded in the checkpoint, with every
+    later ``--resume`` appended. A new run into a folder that holds a run is refused unless
+    ``overwrite``; on ``resume``, changed options are applied as :mod:`.resume` describes."""
     out = Path(out_dir)
+    cfg.validate()
+    if not resume:
+        claim_run_folder(out, overwrite)
     model = task.model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
-    start, seconds, commands = 0, 0.0, []
+    start, seconds, commands, changes = 0, 0.0, [], []
     state_path = out / "train_state.pt"
     if resume:
         if not state_path.is_file():
@@ -123,7 +147,16 @@ def train(
         _set_rng_state(st["rng"], device)
         start = st["iteration"]
         seconds = st.get("train_seconds", 0.0)
-        commands = st.get("commands", [])
+        commands, changes = st.get("commands", []), st.get("changes", [])
+        change = apply_changes(cfg, st.get("train") or recorded_train_config(out), opt, sched, start)
+        if start >= cfg.iterations:
+            tqdm.write(f"nothing to do: {out} has finished {start:,} of {cfg.iterations:,} iterations; "
+                       f"give a larger --iterations to train on")
+            return {}
+        said = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in change.items() if k != "iteration")
+        tqdm.write(f"resuming at {start:,} of {cfg.iterations:,} iterations" + (f" with {said}" if said else ""))
+        if change:
+            changes = [*changes, change]
     else:
         torch.manual_seed(cfg.seed)
     if command:
@@ -132,17 +165,22 @@ def train(
                     resume_from=start if resume else None)
 
     def checkpoint(it: int) -> None:
+        nonlocal saved_at
         meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,
-                "train_seconds": seconds, "hardware": hardware(device), "commands": commands}
+                "train_seconds": seconds, "hardware": hardware(device), "commands": commands,
+                "train_changes": changes}
         save_model(out / "model", model, meta)
         save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "task": task.extra_state(),
             "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
             "commands": commands, "task_config": task.config_dict(),
+            "train": asdict(cfg), "changes": changes,
         })
+        saved_at = it
 
     last: dict[str, float] = {}
+    saved_at = start if resume else None  # the iteration of the last checkpoint on disk
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                disable=not progress, desc="train", dynamic_ncols=True)
     t0, losses = time.perf_counter(), []
@@ -154,9 +192,11 @@ def train(
                 steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
                 loss, info = task.training_loss(steps)
                 if not math.isfinite(loss.item()):
+                    kept = (f"the last good checkpoint (iteration {saved_at}) is in {out}" if saved_at
+                            else "no checkpoint was written")
                     raise TrainingDiverged(
-                        f"loss became {loss.item()} at iteration {it + 1}; the last good checkpoint is in "
-                        f"{out}. Try a lower --lr, residual noise off, or gradient normalisation on."
+                        f"loss became {loss.item()} at iteration {it + 1}; {kept}. "
+                        f"Try a lower --lr, residual noise off, or gradient normalisation on."
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -190,7 +230,10 @@ def train(
                 _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
                 checkpoint(done)
             log.close()
-            tqdm.write(f"interrupted: checkpoint at iteration {done} in {out}; continue with --resume")
+            if saved_at:
+                tqdm.write(f"interrupted: checkpoint at iteration {saved_at} in {out}; continue with --resume")
+            else:
+                tqdm.write("interrupted before the first iteration finished: no checkpoint was written")
             raise
     log.close()
     return last

@@ -1,0 +1,36 @@
+"""A new run never silently replaces a finished one: refused unless overwrite=True."""
+
+import json
+
+import pytest
+import torch
+
+from localrules.tasks import mnist_selfclassify as ms
+from localrules.train.checkpoint import load_model_files
+from localrules.train.loop import TrainConfig, train
+
+
+def _task(small_digits):
+    x, y = small_digits
+    cfg = ms.Config(batch_size=4, pool_size=8, perception_dim=8, hidden=(8,))
+    return ms.SelfClassifyTask(cfg, x[:60], y[:60], torch.device("cpu"))
+
+
+def test_a_new_run_into_a_run_folder_is_refused_unless_overwrite(tmp_path, small_digits):
+    cfg = TrainConfig(iterations=3, steps_min=2, steps_max=2, log_every=1)
+    train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    before = {f: (tmp_path / f).read_bytes() for f in ("model.safetensors", "train_state.pt", "metrics.jsonl")}
+    with pytest.raises(ValueError, match="already holds a run.*--resume.*new --out.*--overwrite"):
+        train(_task(small_digits), TrainConfig(iterations=2, steps_min=2, steps_max=2), tmp_path,
+              torch.device("cpu"), progress=False)
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before  # nothing touched
+    train(_task(small_digits), TrainConfig(iterations=2, steps_min=2, steps_max=2, log_every=1), tmp_path,
+          torch.device("cpu"), progress=False, overwrite=True)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").open()] == [1, 2]
+    assert load_model_files(tmp_path / "model.safetensors")[1]["iteration"] == 2
+
+
+def test_an_out_that_is_a_file_is_one_clear_error(tmp_path, small_digits):
+    (tmp_path / "run").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        train(_task(small_digits), TrainConfig(iterations=1), tmp_path / "run", torch.device("cpu"), progress=False)
