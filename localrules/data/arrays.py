@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ALIVE = 0.1  # a cell lives where its pixel is above this (the self-classifying task's threshold)
+
 
 def to_unit_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 0..255 or float 0..1 images -> float32 tensor in [0, 1]."""
@@ -20,7 +22,8 @@ def to_unit_pixels(images: np.ndarray) -> torch.Tensor:
 
 
 def load_image_arrays(images_path: str | Path, labels_path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read and check the two .npy files; every error names the file and what is wrong."""
+    """Read and check the two .npy files; every error names the file and what is wrong (and the
+    first bad image: NaN / infinite pixels, or no living cell)."""
     try:
         images = np.load(images_path, allow_pickle=False)
         labels = np.load(labels_path, allow_pickle=False)
@@ -28,8 +31,22 @@ def load_image_arrays(images_path: str | Path, labels_path: str | Path) -> tuple
         raise ValueError(f"cannot read .npy arrays: {e}") from None
     if images.ndim != 3:
         raise ValueError(f"{images_path}: images must have shape (N, H, W), got {images.shape}")
+    if images.size == 0:
+        raise ValueError(f"{images_path}: holds no pixels (shape {images.shape})")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"{images_path}: images must be uint8 or float, not {images.dtype}")
+    finite = np.isfinite(images.reshape(len(images), -1)).all(1)
+    if not finite.all():
+        i = np.flatnonzero(~finite)
+        raise ValueError(f"{images_path}: image {i[0]} has NaN or infinite pixels ({len(i)} such images)")
     if labels.shape != (len(images),):
         raise ValueError(f"{labels_path}: labels must have shape ({len(images)},), got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"{labels_path}: labels must be integers in 0..9")
-    return to_unit_pixels(images), torch.as_tensor(labels, dtype=torch.long)
+    pixels = to_unit_pixels(images)
+    blank = ~(pixels > ALIVE).flatten(1).any(1)
+    if blank.any():
+        i = blank.nonzero().flatten()
+        raise ValueError(f"{images_path}: image {int(i[0])} has no pixel above {ALIVE} (no living cell; "
+                         f"{len(i)} such images)")
+    return pixels, torch.as_tensor(labels, dtype=torch.long)

@@ -96,8 +96,14 @@ def test_real_mnist_checksums(mnist_dir):
     assert np.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+def _digits(n=4):
+    x = np.zeros((n, 28, 28), np.uint8)
+    x[:, 10:18, 14] = 255  # a stroke: living cells
+    return x
+
+
 def test_user_arrays_are_checked(tmp_path):
-    np.save(tmp_path / "x.npy", np.zeros((4, 28, 28), np.uint8))
+    np.save(tmp_path / "x.npy", _digits())
     np.save(tmp_path / "y.npy", np.array([1, 2, 3, 4]))
     np.save(tmp_path / "bad_y.npy", np.array([1, 2, 3, 12]))
     np.save(tmp_path / "x2d.npy", np.zeros((28, 28), np.uint8))
@@ -109,3 +115,23 @@ def test_user_arrays_are_checked(tmp_path):
         load_image_arrays(tmp_path / "x2d.npy", tmp_path / "y.npy")
     with pytest.raises(ValueError, match="cannot read"):
         load_image_arrays(tmp_path / "missing.npy", tmp_path / "y.npy")
+
+
+@pytest.mark.parametrize("case,match", [
+    ("nan", r"x.npy: image 2 has NaN or infinite pixels \(1 such images\)"),
+    ("inf", r"x.npy: image 2 has NaN or infinite pixels"),
+    ("blank", r"x.npy: image 2 has no pixel above 0.1"),
+    ("empty", r"x.npy: holds no pixels"),
+])
+def test_user_arrays_without_a_readable_digit_are_refused(tmp_path, case, match):
+    x = _digits().astype(np.float32) / 255
+    if case in ("nan", "inf"):
+        x[2, 0, 0] = np.nan if case == "nan" else np.inf
+    elif case == "blank":
+        x[2] = 0.05
+    elif case == "empty":
+        x = x[:0]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(len(x)))
+    with pytest.raises(ValueError, match=match):
+        load_image_arrays(tmp_path / "x.npy", tmp_path / "y.npy")
