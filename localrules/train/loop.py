@@ -6,7 +6,9 @@ backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take a
 under a piecewise-constant learning-rate schedule. Training stops at ``iterations`` or, with
 ``minutes`` > 0, after the first iteration that ends past that wall-clock budget (counted from
 the start of this call), whichever comes first; both end the same way. Checkpoints (weights + the full training
-state) are written atomically every ``checkpoint_every`` iterations, at the end and on Ctrl-C
+state) are written atomically every ``checkpoint_every`` iterations, after any iteration that
+ends ``checkpoint_minutes`` or more after the last checkpoint (so a crash costs minutes of a
+short run, not the run), at the end and on Ctrl-C
 or SIGTERM (`kill`, a batch scheduler's stop), after the last finished iteration, so
 ``resume=True`` continues where the last checkpoint left off: exactly, except after a stop that
 fell inside an iteration whose states the task had already committed to its pool.
@@ -43,6 +45,7 @@ class TrainConfig:
     steps_max: int = 20
     normalize_grads: bool = True
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 2.0  # also checkpoint when this long has passed since the last; 0 = off
     log_every: int = 20
     seed: int = 0
     minutes: float = 0.0  # wall-clock budget of one call to train(); 0 = none
@@ -57,6 +60,7 @@ class TrainConfig:
         need(1 <= self.steps_min <= self.steps_max,
              f"CA steps per iteration need 1 <= --steps-min <= --steps-max, not {self.steps_min} and {self.steps_max}")
         need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, not {self.checkpoint_every}")
+        need(self.checkpoint_minutes >= 0, f"checkpoint_minutes must be >= 0, not {self.checkpoint_minutes}")
         need(self.log_every >= 1, f"log_every must be at least 1, not {self.log_every}")
         need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, not {self.lr}")
         need(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, f"lr_gamma must be positive, not {self.lr_gamma}")
@@ -165,7 +169,7 @@ def train(
                     resume_from=start if resume else None)
 
     def checkpoint(it: int) -> None:
-        nonlocal saved_at
+        nonlocal saved_at, saved_time
         meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,
                 "train_seconds": seconds, "hardware": hardware(device), "commands": commands,
                 "train_changes": changes}
@@ -177,10 +181,11 @@ def train(
             "commands": commands, "task_config": task.config_dict(),
             "train": asdict(cfg), "changes": changes,
         })
-        saved_at = it
+        saved_at, saved_time = it, time.monotonic()
 
     last: dict[str, float] = {}
     saved_at = start if resume else None  # the iteration of the last checkpoint on disk
+    saved_time = time.monotonic()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                disable=not progress, desc="train", dynamic_ncols=True)
     t0, losses = time.perf_counter(), []
@@ -218,7 +223,8 @@ def train(
                     log.write(it + 1, **last)
                     bar.set_postfix(loss=f"{last['loss']:.4g}")
                     t0, losses = time.perf_counter(), []
-                if (it + 1) % cfg.checkpoint_every == 0 or end:
+                due = cfg.checkpoint_minutes > 0 and time.monotonic() - saved_time >= 60 * cfg.checkpoint_minutes
+                if (it + 1) % cfg.checkpoint_every == 0 or end or due:
                     checkpoint(it + 1)
                 if out_of_time:
                     bar.close()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 APPLIED = ("lr", "lr_milestones", "lr_gamma", "steps_min", "steps_max", "normalize_grads")
-PER_CALL = ("iterations", "minutes", "checkpoint_every", "log_every")  # no trace in the state
 
 
 def recorded_train_config(out: str | Path) -> dict[str, Any] | None:

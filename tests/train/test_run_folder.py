@@ -34,3 +34,15 @@ def test_an_out_that_is_a_file_is_one_clear_error(tmp_path, small_digits):
     (tmp_path / "run").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         train(_task(small_digits), TrainConfig(iterations=1), tmp_path / "run", torch.device("cpu"), progress=False)
+
+
+@pytest.mark.parametrize("minutes,saved", [(0.0, [4]), (1e-9, [1, 2, 3, 4])])
+def test_checkpoints_also_follow_the_clock(tmp_path, small_digits, monkeypatch, minutes, saved):
+    """checkpoint_minutes: a checkpoint after any iteration that ends that long after the last one."""
+    import localrules.train.loop as loop
+
+    seen, real = [], loop.save_state
+    monkeypatch.setattr(loop, "save_state", lambda path, state: (seen.append(state["iteration"]), real(path, state)))
+    cfg = TrainConfig(iterations=4, steps_min=2, steps_max=2, checkpoint_every=1000, checkpoint_minutes=minutes)
+    train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    assert seen == saved
