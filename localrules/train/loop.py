@@ -62,7 +62,7 @@ class TrainConfig:
         need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1, not {self.checkpoint_every}")
         need(self.checkpoint_minutes >= 0, f"checkpoint_minutes must be >= 0, not {self.checkpoint_minutes}")
         need(self.log_every >= 1, f"log_every must be at least 1, not {self.log_every}")
-        need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, not {self.lr}")
+        need(math.isfinite(self.lr) and self.lr >= 0, f"--lr must be a finite number >= 0, not {self.lr}")
         need(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, f"lr_gamma must be positive, not {self.lr_gamma}")
         need(all(m >= 0 for m in self.lr_milestones), f"--milestones must be iterations >= 0, not {self.lr_milestones}")
         need(self.minutes >= 0 and not math.isnan(self.minutes), f"--minutes must be >= 0, not {self.minutes}")
