@@ -29,6 +29,7 @@ class Transform(str, Enum):
     rotate = "rotate"
     stroke = "stroke"
     mix = "mix"
+    all = "all"
 
 
 class EngineName(str, Enum):
@@ -136,23 +137,29 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
 
 
 def _transform_report(checkpoint, pixels, y, kind, out, json_path, seed, opts):
-    """``eval --transform KIND``: the protocol at every level of one change of the digits."""
+    """``eval --transform KIND``: the protocol at every level of one change of the digits (or of
+    every change and the random mix, with ``all``)."""
+    from localrules.data.augment import SWEEPS
     from localrules.studies.robustness import SUMMARY, transform_sweep
 
-    res = transform_sweep(checkpoint, pixels, y, kind, seed=seed,
-                          progress=lambda level: typer.echo(f"{kind} {level}: ...", err=True), **opts)
-    for row in res.get("levels", [res]):
-        head = f"{kind} {row['level']}" if "level" in row else kind
-        typer.echo(f"{head}: " + ", ".join(f"{k}={row[k]:.4f}" for k in SUMMARY if k in row))
+    results = {}
+    for k in (["mix", *SWEEPS] if kind == "all" else [kind]):
+        results[k] = transform_sweep(checkpoint, pixels, y, k, seed=seed,
+                                     progress=lambda level, k=k: typer.echo(f"{k} {level}: ...", err=True), **opts)
+        for row in results[k].get("levels", [results[k]]):
+            head = f"{k} {row['level']}" if "level" in row else k
+            typer.echo(f"{head}: " + ", ".join(f"{m}={row[m]:.4f}" for m in SUMMARY if m in row))
+    res = results[kind] if kind != "all" else {"transform": "all", "n_digits": len(pixels), **results}
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1))
         typer.echo(f"json: {json_path}")
-    if out and "levels" in res:
+    sweeps = [r for r in results.values() if "levels" in r]
+    if out and sweeps:
         from localrules.viz.plots import plot_transform_sweep
 
         Path(out).mkdir(parents=True, exist_ok=True)
-        typer.echo(f"plot: {plot_transform_sweep(res, Path(out) / f'transform-{kind}.png')}")
+        typer.echo(f"plot: {plot_transform_sweep(sweeps, Path(out) / f'transform-{kind}.png')}")
     return res
 
 
@@ -174,7 +181,7 @@ def eval_selfclassify(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 = auto: as many as threads); results do not depend on it."),
-    transform: Optional[Transform] = typer.Option(None, help="Evaluate on changed test digits instead: scale (0.6-1.3), shift (0-6 px), rotate (-30..30 degrees), stroke (thinner / thicker) as a sweep with a plot in --plots, or mix (each digit changed at random; the summary keys of a plain evaluation)."),
+    transform: Optional[Transform] = typer.Option(None, help="Evaluate on changed test digits instead: scale (0.6-1.3), shift (0-6 px), rotate (-30..30 degrees), stroke (thinner / thicker) as a sweep with a plot in --plots, or mix (each digit changed at random; the summary keys of a plain evaluation), or all of them (one JSON, one figure)."),
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
     card_title: str = typer.Option("Model card", help="Title of the model card."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),

@@ -135,19 +135,21 @@ def plot_basins(res: dict, arrays: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_transform_sweep(res: dict, path: str | Path) -> Path:
+def plot_transform_sweep(results: dict | list[dict], path: str | Path) -> Path:
     """Accuracy and agreement after 200 steps (the best before, in runs shorter than that)
-    against the level of one change of the digits."""
-    rows = res["levels"]
-    levels = [r["level"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    at = "at_200" if "accuracy_at_200" in rows[0] else None
-    for what, style in (("accuracy", "o-"), ("agreement", "s--")):
-        key = f"{what}_{at}" if at else f"top_{what}"
-        ax.plot(levels, [r[key] for r in rows], style, label=key.replace("_", " "))
-    unit = {"scale": "scale factor", "shift": "shift (pixels)", "rotate": "rotation (degrees)",
-            "stroke": "stroke (erosions < 0 < dilations)"}[res["transform"]]
-    ax.set(xlabel=unit, ylim=(0, 1), title=f"{res['n_digits']} test digits, {res['transform']}")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    against the level of each change of the digits: one panel per sweep result."""
+    results = [results] if isinstance(results, dict) else results
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
+    units = {"scale": "scale factor", "shift": "shift (pixels)", "rotate": "rotation (degrees)",
+             "stroke": "stroke (erosions < 0 < dilations)"}
+    for ax, res in zip(axes[0], results):
+        rows = res["levels"]
+        at = "at_200" if "accuracy_at_200" in rows[0] else None
+        for what, style in (("accuracy", "o-"), ("agreement", "s--")):
+            key = f"{what}_{at}" if at else f"top_{what}"
+            ax.plot([r["level"] for r in rows], [r[key] for r in rows], style, label=key.replace("_", " "))
+        ax.set(xlabel=units[res["transform"]], ylim=(0, 1), title=f"{res['transform']}, {res['n_digits']} digits")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="lower left")
+    fig.tight_layout()
     return _save(fig, path)

@@ -36,6 +36,17 @@ def test_scale_sweep_levels_plot_and_identity_level(tmp_path, small_digits):
     assert shrunk["top_accuracy"] != base["top_accuracy"]
 
 
+def test_all_runs_every_sweep_and_the_mix_into_one_json_and_figure(tmp_path, small_digits):
+    args = ["eval", "mnist-selfclassify", *_digits(tmp_path, small_digits, n=8), "--steps", "4", "--mutate-at", "2"]
+    res = runner.invoke(app, [*args, "--transform", "all", "--json", str(tmp_path / "a.json"),
+                              "--plots", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "a.json").read_text())
+    assert set(out) == {"transform", "n_digits", "mix", *SWEEPS}
+    assert all([r["level"] for r in out[k]["levels"]] == v for k, v in SWEEPS.items())
+    assert (tmp_path / "p" / "transform-all.png").stat().st_size > 0
+
+
 def test_mix_writes_plain_summary_keys_and_card_is_refused(tmp_path, small_digits):
     args = ["eval", "mnist-selfclassify", *_digits(tmp_path, small_digits)]
     res = runner.invoke(app, [*args, "--transform", "mix", "--json", str(tmp_path / "m.json")])
