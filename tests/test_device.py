@@ -1,4 +1,5 @@
-"""Device tests: what `scripts/gpu-job` checks on the GPU before it trains anything.
+"""Device tests: what `scripts/gpu-job` checks on the GPU before it trains anything, beside the
+engine equalities in tests/core/test_topology.py (every test marked ``device``).
 
 They run on $LOCALRULES_TEST_DEVICE (the ``device`` fixture: cpu by default, so every CI run keeps
 them true; cuda in the GPU job). CUDA is not bit-deterministic (atomic adds in scatter and
@@ -10,54 +11,12 @@ import json
 import pytest
 import torch
 
-from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception, Rule
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.train.checkpoint import load_model_files
 from localrules.train.loop import TrainConfig, train
 
+pytestmark = pytest.mark.device
 TOL = dict(rtol=1e-4, atol=1e-5)
-
-
-def test_nca_engines_agree_forward_and_backward(device):
-    """Dense conv, alive-cell gather and PyG graph: same step; dense and alive: same gradients."""
-    torch.manual_seed(0)
-    per = MoorePerception(6, 12)
-    nca = NCA(per, Rule(per.out_dim, (16,), 5), fire_rate=0.5).to(device)
-    torch.nn.init.normal_(nca.rule.mlp[-1].weight, std=0.3)
-    pix = torch.rand(3, 9, 7, 1, device=device) * (torch.rand(3, 9, 7, 1, device=device) < 0.5)
-    alive = pix > 0.1
-    state = torch.randn(3, 9, 7, 5, device=device) * alive
-    fires = [torch.rand(*alive.shape, device=device) <= 0.5 for _ in range(3)]
-
-    def dense():
-        s = state
-        for f in fires:
-            s = nca.step(Grid2D(), pix, s, alive, fire=f)
-        return s
-
-    ac = AliveCells(alive[..., 0], torch.cat([pix, state], -1))
-
-    def compact():
-        s = ac.compact(state)
-        for f in fires:
-            s = nca.step(ac, ac.compact(pix), s, ac.compact(alive), fire=ac.compact(f))
-        return ac.dense(s)
-
-    graph = GridGraph.moore(3, 9, 7, device=device)
-    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
-    g = nca.step(graph, flat(pix), flat(state), flat(alive), fire=flat(fires[0]))
-    one = nca.step(Grid2D(), pix, state, alive, fire=fires[0])
-    torch.testing.assert_close(g.reshape(one.shape), one, **TOL)
-
-    grads = []
-    for run in (dense, compact):
-        nca.zero_grad()
-        out = run()
-        out.pow(2).sum().backward()
-        grads.append((out.detach(), [p.grad.clone() for p in nca.parameters()]))
-    torch.testing.assert_close(grads[0][0], grads[1][0], **TOL)
-    for a, b in zip(grads[0][1], grads[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_metanca_dense_and_graph_means_agree(device):
