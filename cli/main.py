@@ -9,6 +9,8 @@
     localrules demo  mnist-selfclassify | restore      the interactive playground in the browser
 """
 
+import os
+
 import typer
 
 from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (register the commands)
@@ -22,6 +24,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(quiet: bool = typer.Option(False, "--quiet", help="No progress bars (also LOCALRULES_QUIET=1); they are off anyway when stderr is not a terminal.")):
+    """Learn local rules: cells that share one small rule, see only their neighbours, and still
+    reach a global result."""
+    if quiet:
+        os.environ["LOCALRULES_QUIET"] = "1"  # worker processes inherit it
+
+
 plugins.register(run_app)  # `localrules run NAME` for tasks that other packages install
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")

@@ -36,6 +36,7 @@ from localrules.core import NCA, Rule
 from localrules.core.neuron_code import NeuronCode, random_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
+from localrules.progress import bar as progress_bar
 from localrules.train.checkpoint import read_checkpoint
 from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
@@ -256,7 +257,7 @@ def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activ
     ``every`` steps (default: the (S,) accuracies)."""
     metric = metric or accuracy
     curve = []
-    for t in range(steps):
+    for t in progress_bar(range(steps), desc="grow", unit="update", leave=False):
         state = rule.step(topo, state[..., :0], state, None)
         if x is not None and ((t + 1) % every == 0 or t + 1 == steps):
             curve.append(metric(task_forward(topo, state, x, activation), y))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from localrules.bench import reference as ref
+from localrules.progress import bar as progress_bar
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve")
 
@@ -42,7 +43,7 @@ def _time(fn, repeats: int, device) -> float:
     """Best-of-``repeats`` wall time of fn() in seconds (after one warm-up call)."""
     fn()
     best = float("inf")
-    for _ in range(repeats):
+    for _ in progress_bar(range(repeats), desc="timing", leave=False):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()

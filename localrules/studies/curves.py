@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from localrules.progress import bar as progress_bar
 
 from localrules.core import NCA
 from localrules.tasks.mnist_selfclassify import ALIVE_THRESHOLD, Engine, labels_of
@@ -64,7 +64,7 @@ def selfclassify_curves(
     opts = dict(steps=steps, mutate_at=mutate_at, engine=engine, noise_std=noise_std, seed=seed, record=record)
     sums = torch.zeros(5, steps, dtype=torch.float64)  # correct, alive, agree, |state|, |update|
     frames = np.full((steps, record, *pixels.shape[1:]), -1, np.int8) if record else None
-    bar = tqdm(total=n * steps, disable=not progress, desc="eval", unit="digit-step", unit_scale=True)
+    bar = progress_bar(total=n * steps, disable=not progress, desc="eval", unit="digit-step", unit_scale=True)
 
     def collect(result):
         lo, batch_sums, batch_frames = result

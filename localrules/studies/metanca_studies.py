@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from localrules.progress import bar as progress_bar
 
 from localrules.data.tabular import Split
 from localrules.studies.adam_baseline import train_adam
@@ -105,7 +105,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
         return out
 
     jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
-    bar = tqdm(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
+    bar = progress_bar(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):

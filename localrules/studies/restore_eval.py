@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from localrules.progress import bar as progress_bar
 from localrules.tasks.restore import normalized_convolution
 from localrules.train.perturb import mask_pixels, mask_region
 
@@ -33,7 +34,9 @@ def restore_all(models: dict, images: torch.Tensor, keep: torch.Tensor, batch_si
     """Restorations (N, 28, 28) by each model and by the interpolation floor, same masks."""
     masked = images * keep
     out = {name: torch.cat([m(masked[i : i + batch_size], damage_frac=damage_frac)
-                            for i in range(0, len(images), batch_size)]) for name, m in models.items()}
+                            for i in progress_bar(range(0, len(images), batch_size), desc=f"restore {name}",
+                                                  unit="batch", leave=False)])
+           for name, m in models.items()}
     out["interpolation"] = normalized_convolution(images, keep)
     return out
 

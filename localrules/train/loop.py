@@ -30,6 +30,8 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
+from localrules.progress import bar as progress_bar
+
 from .checkpoint import claim_run_folder, load_state, save_model, save_state
 from .log import MetricLog
 from .resume import apply_changes, recorded_train_config
@@ -186,8 +188,8 @@ def train(
     last: dict[str, float] = {}
     saved_at = start if resume else None  # the iteration of the last checkpoint on disk
     saved_time = time.monotonic()
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
-               disable=not progress, desc="train", dynamic_ncols=True)
+    bar = progress_bar(range(start, cfg.iterations), initial=start, total=cfg.iterations,
+               disable=not progress, desc="train")
     t0, losses = time.perf_counter(), []
     deadline = time.monotonic() + 60 * cfg.minutes if cfg.minutes > 0 else math.inf
     done, rng = start, _rng_state(device)  # the last finished iteration and the RNG after it

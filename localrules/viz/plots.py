@@ -60,8 +60,8 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     if all("adam_accuracy" in c for c in cells):
         epochs = results.get("adam_epochs", "?")
         panels += [("adam_accuracy", f"Adam ({epochs} epochs): test accuracy"), ("ratio", "grown / Adam")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1 + 0.6 * len(xs)), 0.8 + 0.5 * len(ys)),
-                             squeeze=False)
+    width, height = max(4.5, 1 + 0.6 * len(xs)), max(3.2, 0.8 + 0.5 * len(ys))  # small grids keep their titles
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width, height), squeeze=False)
     for ax, (field, title) in zip(axes[0], panels):
         grid = np.full((len(ys), len(xs)), np.nan)
         for c in cells:
@@ -74,7 +74,8 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
             if c.get("in_training"):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
         ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
-               xlabel="X", ylabel="Y", title=f"{title} [in, X, Y, out]")
+               xlabel="X", ylabel="Y")
+        ax.set_title(f"{title}\n[in, X, Y, out]", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.04)
     return _save(fig, path)
 
