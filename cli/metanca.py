@@ -148,7 +148,7 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
 def eval_metanca(
     checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
     samples: int = typer.Option(100, help="Networks grown per meta-training architecture."),
-    steps: int = typer.Option(20, help="Rule updates per grown network."),
+    steps: int = typer.Option(30, help="Rule updates per grown network (30, as every study and the README's figures)."),
     adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: also train each architecture with Adam (batch 128, lr 1e-3, the grown networks' activation and initialisation) for this many epochs of the training split and report grown / Adam (0: skip)."),
     heatmap: Optional[Path] = typer.Option(None, help="A `study heatmap` JSON to summarise in the card."),
     zeroout: Optional[Path] = typer.Option(None, help="A `study zeroout` JSON to summarise in the card."),
