@@ -28,8 +28,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(quiet: bool = typer.Option(False, "--quiet", help="No progress bars (also LOCALRULES_QUIET=1); they are off anyway when stderr is not a terminal.")):
-    """Learn local rules: cells that share one small rule, see only their neighbours, and still
-    reach a global result."""
+    # the group's help text is the Typer(help=...) above
     if quiet:
         os.environ["LOCALRULES_QUIET"] = "1"  # worker processes inherit it
 

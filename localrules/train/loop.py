@@ -5,11 +5,11 @@ Each iteration: draw a rollout length in [steps_min, steps_max], ask the task fo
 backpropagate, divide each parameter's gradient by (its norm + 1e-8), and take an Adam step
 under a piecewise-constant learning-rate schedule. Training stops at ``iterations`` or, with
 ``minutes`` > 0, after the first iteration that ends past that wall-clock budget (counted from
-the start of this call), whichever comes first; both end the same way. Checkpoints (weights + the full training
-state) are written atomically every ``checkpoint_every`` iterations, after any iteration that
-ends ``checkpoint_minutes`` or more after the last checkpoint (so a crash costs minutes of a
-short run, not the run), at the end and on Ctrl-C
-or SIGTERM (`kill`, a batch scheduler's stop), after the last finished iteration, so
+the start of this call), whichever comes first; both end the same way. Checkpoints (weights +
+the full training state) are written atomically every ``checkpoint_every`` iterations, after
+any iteration that ends ``checkpoint_minutes`` or more after the last checkpoint (so a crash
+costs minutes of a short run, not the run), at the end and on Ctrl-C or SIGTERM (`kill`, a
+batch scheduler's stop), after the last finished iteration, so
 ``resume=True`` continues where the last checkpoint left off: exactly, except after a stop that
 fell inside an iteration whose states the task had already committed to its pool.
 """
