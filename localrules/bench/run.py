@@ -9,6 +9,7 @@ engine time).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -52,6 +53,18 @@ def _time(fn, repeats: int, device) -> float:
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+@contextlib.contextmanager
+def float32_exact():
+    """Turn CUDA's TF32 matmuls and convolutions off (both are on by default for convolutions):
+    the agreement checks compare two paths within float32 tolerances, the timings do not."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _flops(fn) -> int:
@@ -108,10 +121,11 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
             return loss.detach(), s.detach()
         return None, s
 
-    l_e, s_e = engine()
-    g_e = [p.grad.clone() for p in model.parameters()]
-    l_d, s_d = dense()
-    g_d = [p.grad.clone() for p in model.parameters()]
+    with float32_exact():
+        l_e, s_e = engine()
+        g_e = [p.grad.clone() for p in model.parameters()]
+        l_d, s_d = dense()
+        g_d = [p.grad.clone() for p in model.parameters()]
     agree = {"max_state_diff": (s_e - s_d).abs().max().item(), "loss_diff": (l_e - l_d).abs().item(),
              "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_d))}
     agree["ok"] = agree["max_state_diff"] < 1e-3 and agree["max_grad_rel_diff"] < 1e-3
@@ -196,8 +210,9 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         return loss, torch.stack(finals).detach()
 
     grads = lambda: [p.grad.clone() for p in rule.parameters() if p.grad is not None]  # noqa: E731
-    (l_e, s_e), g_e = engine(), grads()
-    (l_r, s_r), g_r = loop(), grads()
+    with float32_exact():
+        (l_e, s_e), g_e = engine(), grads()
+        (l_r, s_r), g_r = loop(), grads()
     agree = {"max_state_diff": (s_e - s_r).abs().max().item(), "loss_diff": (l_e - l_r).abs().item(),
              "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
     agree["ok"] = (agree["max_state_diff"] < 1e-4 and agree["loss_diff"] < 1e-4 and len(g_e) == len(g_r)
@@ -265,11 +280,12 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
 
     engine = model.forward
     reference = lambda x: ref.restore_hybrid(model, x)  # noqa: E731
-    l_e = train_step(engine)()
-    g_e = [p.grad.clone() for p in model.parameters()]
-    l_r = train_step(reference)()
-    g_r = [p.grad.clone() for p in model.parameters()]
-    out_diff = (eval_pass(engine)() - eval_pass(reference)()).abs().max().item()
+    with float32_exact():
+        l_e = train_step(engine)()
+        g_e = [p.grad.clone() for p in model.parameters()]
+        l_r = train_step(reference)()
+        g_r = [p.grad.clone() for p in model.parameters()]
+        out_diff = (eval_pass(engine)() - eval_pass(reference)()).abs().max().item()
     agree = {"max_output_diff": out_diff, "loss_diff": (l_e - l_r).abs().item(),
              "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
     agree["ok"] = agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3

@@ -39,3 +39,20 @@ def test_bench_metanca_quick_compares_states_loss_and_gradients(tmp_path):
 def test_bench_restore_quick(tmp_path, mnist_dir):
     agree = _bench(tmp_path, "restore", "--data-dir", str(mnist_dir))
     assert agree["ok"]
+
+
+def test_agreement_checks_turn_tf32_off_and_restore_it():
+    """On CUDA, convolutions run in TF32 by default (the first H200 slot's restore bench differed by
+    1 % in its gradients); the agreement checks compare in float32 and leave the user's settings."""
+    import torch
+
+    from localrules.bench.run import float32_exact
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with float32_exact():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
