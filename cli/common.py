@@ -35,6 +35,9 @@ def setup(device: str, threads: int | None = None):
     return resolve_device(device)
 
 
+MAX_BAD_HELP = ("Stop (writing the last good weights as the checkpoint) after this many iterations in a row "
+                "with a non-finite loss or gradient; each is skipped, rolled back to the last good "
+                "weights in memory and halves the learning rate.")
 OVERWRITE_HELP = "Replace the run already in OUT (its model, state and metrics); without it such a folder is refused."
 
 

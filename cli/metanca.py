@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
 
 
@@ -48,6 +48,7 @@ def run_metanca(
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     checkpoint_every: int = typer.Option(500, min=1, help="Write model.safetensors and train_state.pt every this many iterations."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
     steps_min: int = typer.Option(10, help="Fewest rule updates per iteration."),
     steps_max: int = typer.Option(30, help="Most rule updates per iteration."),
     samples: int = typer.Option(16, help="Task networks grown per iteration."),
@@ -98,8 +99,8 @@ def run_metanca(
         _init_from(task, init_rule)
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
                        steps_max=steps_max, seed=seed, minutes=minutes,
-                       checkpoint_every=checkpoint_every)
-    tcfg = resumed_config(ctx, tcfg, out, resume, {
+                       checkpoint_every=checkpoint_every, max_bad_steps=max_bad_steps)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
         "iterations": ("iterations",), "lr": ("lr",), "steps_min": ("steps_min",), "steps_max": ("steps_max",),
         "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "

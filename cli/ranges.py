@@ -17,7 +17,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "zero_out_prob": (0, 1), "arch_redraw": (0, 1), "steps_before": (0, None), "steps_after": (0, None),
     "horizon": (1, None), "grow_steps": (1, None), "hidden": (1, None), "pos_dim": (2, None),
     "arch_pools": (1, None), "k_max": (2, None), "adam_epochs": (0, None), "hidden_span": (0, None),
-    "port": (0, 65535),
+    "port": (0, 65535), "max_bad_steps": (1, None),
 }
 OVERRIDES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("run mnist-selfclassify", "batch_size"): (1, None),

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, resumed_config,
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, resumed_config,
                      run_app, setup, study_app)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
@@ -60,6 +60,7 @@ def run_restore(
     iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
+    max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' recipe: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
@@ -88,7 +89,9 @@ def run_restore(
     x, y = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
-    tcfg = resumed_config(ctx, rs.train_config(cfg, iterations, lr, seed, minutes), out, resume, {
+    tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
+    tcfg.max_bad_steps = max_bad_steps
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
         "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",)})
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .common import (DATA_HELP, DEVICE_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup)
 
 
@@ -58,6 +58,7 @@ def run_selfclassify(
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune the shipped model with --augment; its shape options must match."),
     augment: bool = typer.Option(False, "--augment", help="Beyond the paper: change every digit drawn into the pool at random (scale 0.7-1.2, shift up to 4 px, rotation up to 25 degrees, stroke thinner or thicker), for hand-drawn digits."),
     checkpoint_every: int = typer.Option(500, help="Iterations between checkpoints."),
+    max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     seed: int = typer.Option(0, help="Random seed."),
     n: int = typer.Option(500, help="With --pretrained: test digits to evaluate."),
@@ -83,8 +84,8 @@ def run_selfclassify(
                     pool_size=pool_size, engine=engine.value, augment=augment).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
-                       checkpoint_every=checkpoint_every, minutes=minutes)
-    tcfg = resumed_config(ctx, tcfg, out, resume, {
+                       checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
         "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
         "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)

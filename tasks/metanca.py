@@ -25,7 +25,7 @@ makes a training step about 3x cheaper than carrying the 60 code channels in eve
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -368,9 +368,27 @@ class MetaNCATask:
         logits = task_forward(topo, state, self.x[d], self.cfg.activation)
         y = self.y[d]
         loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(state)))
+        self._committed = None
         if idx is not None:
-            self.pools[arch].commit(idx, {"state": state.detach(), **({} if pos is None else {"pos": pos})})
+            self._committed = self.pools[arch]
+            self._committed.commit(idx, {"state": state.detach(), **({} if pos is None else {"pos": pos})})
         return loss, {"task_accuracy": accuracy(logits.detach(), y).mean().item()}
+
+    def discard_batch(self):
+        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
+        if getattr(self, "_committed", None) is not None:
+            self._committed.undo()
+            self._committed = None
+
+    def shard(self, k: int) -> "MetaNCATask":
+        """A task over 1/k of the task networks and of each pool that trains this task's rule (one
+        shard of data-parallel training: localrules.train.shards)."""
+        s, p = self.cfg.samples, self.cfg.pool_size
+        if s % k or p % k:
+            raise ValueError(f"--samples {s} and --pool-size {p} must be multiples of the {k} processes (shards)")
+        part = MetaNCATask(replace(self.cfg, samples=s // k, pool_size=p // k), self.data, self.device)
+        part.model = self.model
+        return part
 
     def extra_state(self):
         return {"pools": {",".join(map(str, a)): p.state_dict() for a, p in self.pools.items()}}

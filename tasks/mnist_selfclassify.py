@@ -17,7 +17,7 @@ changes every digit drawn into the pool at random (size, place, slant, stroke wi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -191,6 +191,21 @@ class SelfClassifyTask:
         self.pool.commit(idx, b)
         acc = (logits.argmax(-1) == target).float().mean().item()
         return loss, {"cell_accuracy": acc}
+
+    def discard_batch(self):
+        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
+        self.pool.undo()
+
+    def shard(self, k: int) -> "SelfClassifyTask":
+        """A task over 1/k of the batch and of the pool that trains this task's model (one shard of
+        data-parallel training: localrules.train.shards)."""
+        b, p = self.cfg.batch_size, self.cfg.pool_size
+        if b % k or p % k:
+            raise ValueError(f"--batch-size {b} and --pool-size {p} must be multiples of the {k} processes (shards)")
+        part = SelfClassifyTask(replace(self.cfg, batch_size=b // k, pool_size=p // k), self.images[..., 0],
+                                self.labels, self.device)
+        part.model = self.model
+        return part
 
     def extra_state(self):
         """The pool, with states stored for alive cells only (dead cells hold zero): ~6x smaller."""

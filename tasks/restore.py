@@ -36,7 +36,7 @@ dropout in the gate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -336,6 +336,26 @@ class RestoreTask:
         self.last = {"idx": idx, "start": start, "final": s.detach(), "fresh": fresh,
                      "remask": remask, "damaged": damaged}
         return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
+
+    def discard_batch(self):
+        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
+        if self.pool is not None:
+            self.pool.undo()
+
+    def shard(self, k: int) -> "RestoreTask":
+        """A task over 1/k of the batch and of the pool that trains this task's model (one shard of
+        data-parallel training: localrules.train.shards); its pool is encoded by that model."""
+        b, p = self.cfg.batch_size, self.cfg.pool_size
+        if b % k or p % k:
+            raise ValueError(f"--batch-size {b} and pool size {p} must be multiples of the {k} processes (shards)")
+        part = RestoreTask(replace(self.cfg, batch_size=b // k, pool_size=p // k), self.images, self.labels,
+                           self.device)
+        part.model = self.model
+        if part.pool is not None:
+            clean = part.pool.slots["clean"]
+            with torch.no_grad():
+                part.pool.slots["state"] = self.model.encode(clean * training_masks(clean, part.cfg))
+        return part
 
     def extra_state(self):
         if self.pool is None:

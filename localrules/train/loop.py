@@ -12,16 +12,27 @@ costs minutes of a short run, not the run), at the end and on Ctrl-C or SIGTERM 
 batch scheduler's stop), after the last finished iteration, so
 ``resume=True`` continues where the last checkpoint left off: exactly, except after a stop that
 fell inside an iteration whose states the task had already committed to its pool.
+
+Divergence: an iteration whose loss or gradient norm is NaN or infinite is skipped (it still
+counts towards ``iterations``). The trainer restores the weights and Adam state of its last good
+snapshot (an in-memory copy taken every ``snapshot_every`` good iterations and at each
+checkpoint), undoes the bad batch's pool commit (``task.discard_batch()``, when the task has
+one; the rest of the pool is kept), multiplies the learning rate by ``bad_lr_factor`` and goes
+on; the lowered rate is recorded in the checkpoint's ``train_changes``. After ``max_bad_steps``
+bad iterations in a row it writes the restored state as the checkpoint and raises
+:class:`TrainingDiverged`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
 import signal
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,8 +44,10 @@ from tqdm import tqdm
 from localrules.progress import bar as progress_bar
 
 from .checkpoint import claim_run_folder, load_state, save_model, save_state
-from .log import MetricLog
+from .log import MetricLog, NullLog
+from .ranks import DistributedError
 from .resume import apply_changes, recorded_train_config
+from .shards import check_resume, data_parallel
 
 
 @dataclass
@@ -51,6 +64,10 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     minutes: float = 0.0  # wall-clock budget of one call to train(); 0 = none
+    shards: int = 0  # data-parallel shards of batch and pool (localrules.train.shards); 0 = one per process
+    max_bad_steps: int = 5  # stop after this many non-finite iterations in a row
+    bad_lr_factor: float = 0.5  # the learning rate is multiplied by this after each bad iteration
+    snapshot_every: int = 10  # good iterations between in-memory copies of weights + Adam state
 
     def validate(self) -> "TrainConfig":
         """Refuse values that would train wrongly or crash later; messages name the CLI option."""
@@ -68,6 +85,9 @@ class TrainConfig:
         need(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, f"lr_gamma must be positive, not {self.lr_gamma}")
         need(all(m >= 0 for m in self.lr_milestones), f"--milestones must be iterations >= 0, not {self.lr_milestones}")
         need(self.minutes >= 0 and not math.isnan(self.minutes), f"--minutes must be >= 0, not {self.minutes}")
+        need(self.max_bad_steps >= 1, f"--max-bad-steps must be at least 1, not {self.max_bad_steps}")
+        need(0 < self.bad_lr_factor <= 1, f"bad_lr_factor must be in (0, 1], not {self.bad_lr_factor}")
+        need(self.snapshot_every >= 1, f"snapshot_every must be at least 1, not {self.snapshot_every}")
         return self
 
 
@@ -81,7 +101,25 @@ class Task(Protocol):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message says where and what to try."""
+    """``max_bad_steps`` iterations in a row had a non-finite loss or gradient; the message says
+    where, what was kept and what to try."""
+
+
+def _bad_step(loss: torch.Tensor, model: torch.nn.Module, normalize: bool) -> str | None:
+    """Backpropagate ``loss``; None when loss and every gradient norm are finite (then divide each
+    gradient by its norm + 1e-8 if ``normalize``), else what was not finite."""
+    value = loss.item()
+    if not math.isfinite(value):
+        return f"loss {value}"
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norms = [g.norm() for g in grads]
+    if norms and not bool(torch.isfinite(torch.stack(norms)).all()):
+        return "a gradient norm " + str(next(float(n) for n in norms if not torch.isfinite(n)))
+    if normalize:
+        for g, n in zip(grads, norms):
+            g /= n + 1e-8
+    return None
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -130,17 +168,18 @@ def train(
     ``overwrite``; on ``resume``, changed options are applied as :mod:`.resume` describes."""
     out = Path(out_dir)
     cfg.validate()
+    task, ranks = data_parallel(task, cfg, device)  # in one process without shards: task itself
     if not resume:
-        claim_run_folder(out, overwrite)
+        ranks.from_main(claim_run_folder, out, overwrite)
     model = task.model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)
     start, seconds, commands, changes = 0, 0.0, [], []
     state_path = out / "train_state.pt"
     if resume:
-        if not state_path.is_file():
+        if not ranks.from_main(state_path.is_file):
             raise FileNotFoundError(f"--resume: no training state at {state_path}")
-        st = load_state(state_path)
+        st = ranks.from_main(load_state, state_path)  # rank 0 reads it for every process
         saved = st.get("task_config")
         if saved is not None and saved != task.config_dict():
             diff = {k: (saved.get(k), v) for k, v in task.config_dict().items() if saved.get(k) != v}
@@ -149,6 +188,7 @@ def train(
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
+        check_resume(st["task"], getattr(task, "shards", 1))
         task.load_extra_state(st["task"])
         _set_rng_state(st["rng"], device)
         start = st["iteration"]
@@ -168,28 +208,71 @@ def train(
     if command:
         commands = [*commands, {"command": command, "from_iteration": start}]
     log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None,
-                    resume_from=start if resume else None)
+                    resume_from=start if resume else None) if ranks.main else NullLog()
 
     def checkpoint(it: int) -> None:
         nonlocal saved_at, saved_time
         meta = {"task": task.config_dict(), "train": asdict(cfg), "iteration": it,
                 "train_seconds": seconds, "hardware": hardware(device), "commands": commands,
                 "train_changes": changes}
-        save_model(out / "model", model, meta)
-        save_state(state_path, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "task": task.extra_state(),
-            "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
-            "commands": commands, "task_config": task.config_dict(),
-            "train": asdict(cfg), "changes": changes,
-        })
+        if ranks.world > 1:
+            meta["hardware"]["processes"] = ranks.world
+        extra = task.extra_state()  # with several processes a collective: every rank calls it
+        if ranks.main:
+            save_model(out / "model", model, meta)
+            save_state(state_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "task": extra,
+                "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
+                "commands": commands, "task_config": task.config_dict(),
+                "train": asdict(cfg), "changes": changes,
+            })
         saved_at, saved_time = it, time.monotonic()
 
+    def snapshot(it: int) -> None:
+        good[:] = [it, copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())]
+
+    def rollback(bad: str, it: int) -> float:
+        """Restore the last good snapshot, undo the bad batch's pool commit, lower the lr."""
+        nonlocal changes
+        model.load_state_dict(good[1])
+        lr_now = opt.param_groups[0]["lr"]
+        opt.load_state_dict(good[2])
+        lr = lr_now * cfg.bad_lr_factor
+        for group in opt.param_groups:
+            group["lr"] = lr
+        sched._last_lr = [lr for _ in opt.param_groups]
+        if hasattr(task, "discard_batch"):
+            task.discard_batch()
+        changes = [*changes, {"iteration": it, "lr": [lr_now, lr], "reason": f"{bad} (rolled back to {good[0]})"}]
+        return lr
+
+    def diverged(bad: str, it: int, lr: float) -> str:
+        """Checkpoint the restored state (if this call trained at all) and say what happened."""
+        first = bad_run[0]
+        what = (f"{bad} at iteration {it}" if len(bad_run) == 1 else
+                f"a non-finite loss or gradient at iterations {first}-{it} ({bad} at the last)")
+        if good[0] > 0:  # a trained state (the untrained weights are not worth a checkpoint)
+            checkpoint(it)
+            kept = (f"kept the weights and Adam state of iteration {good[0]} (the last good one) with lr "
+                    f"{lr:.3g}, as the checkpoint at iteration {it} in {out}; continue with --resume "
+                    f"and a lower --lr")
+        else:
+            kept = (f"no iteration finished with a finite loss, so no checkpoint was written"
+                    + (f" ({out} keeps the one of iteration {saved_at})" if saved_at else ""))
+        why = (f"{len(bad_run)} in a row (--max-bad-steps {cfg.max_bad_steps})"
+               if len(bad_run) >= cfg.max_bad_steps else f"{len(bad_run)} in a row at the end of the run")
+        return (f"training diverged: {what}, {why}; {kept}. Try a lower --lr, residual noise off, or gradient "
+                f"normalisation on.")
+
+    good: list[Any] = []  # [iteration, model state, optimizer state] of the last good snapshot
+    bad_run: list[int] = []  # the iterations of the current run of bad ones
+    snapshot(start)
     last: dict[str, float] = {}
     saved_at = start if resume else None  # the iteration of the last checkpoint on disk
     saved_time = time.monotonic()
     bar = progress_bar(range(start, cfg.iterations), initial=start, total=cfg.iterations,
-               disable=not progress, desc="train")
+               disable=not progress or not ranks.main, desc="train")
     t0, losses = time.perf_counter(), []
     deadline = time.monotonic() + 60 * cfg.minutes if cfg.minutes > 0 else math.inf
     done, rng = start, _rng_state(device)  # the last finished iteration and the RNG after it
@@ -198,24 +281,33 @@ def train(
             for it in bar:
                 steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
                 loss, info = task.training_loss(steps)
-                if not math.isfinite(loss.item()):
-                    kept = (f"the last good checkpoint (iteration {saved_at}) is in {out}" if saved_at
-                            else "no checkpoint was written")
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at iteration {it + 1}; {kept}. "
-                        f"Try a lower --lr, residual noise off, or gradient normalisation on."
-                    )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.normalize_grads:
-                    for p in model.parameters():
-                        if p.grad is not None:
-                            p.grad /= p.grad.norm() + 1e-8
+                bad = _bad_step(loss, model, cfg.normalize_grads)
+                if bad is not None:
+                    opt.zero_grad(set_to_none=True)
+                    with warnings.catch_warnings():  # "scheduler stepped before the optimizer"
+                        warnings.simplefilter("ignore", UserWarning)
+                        sched.step()
+                    done, rng = it + 1, _rng_state(device)
+                    bad_run.append(it + 1)
+                    lr = rollback(bad, it + 1)
+                    last_one = it + 1 == cfg.iterations
+                    if len(bad_run) >= cfg.max_bad_steps or (last_one and good[0] == 0):
+                        message = diverged(bad, it + 1, lr)
+                        log.close()
+                        raise TrainingDiverged(message)
+                    tqdm.write(f"iteration {it + 1}: {bad} is not finite; skipped it, restored the weights "
+                               f"and Adam state of iteration {good[0]} and lowered the lr to {lr:.3g} "
+                               f"({len(bad_run)} of --max-bad-steps {cfg.max_bad_steps} in a row)")
+                    if last_one:
+                        checkpoint(it + 1)
+                    continue
+                bad_run.clear()
                 opt.step()
                 sched.step()
                 done, rng = it + 1, _rng_state(device)
                 losses.append(loss.item())
-                out_of_time = time.monotonic() >= deadline and it + 1 < cfg.iterations
+                out_of_time = ranks.any(time.monotonic() >= deadline and it + 1 < cfg.iterations)
                 end = out_of_time or it + 1 == cfg.iterations
                 if (it + 1) % cfg.log_every == 0 or end:
                     dt = time.perf_counter() - t0
@@ -225,16 +317,22 @@ def train(
                     log.write(it + 1, **last)
                     bar.set_postfix(loss=f"{last['loss']:.4g}")
                     t0, losses = time.perf_counter(), []
-                due = cfg.checkpoint_minutes > 0 and time.monotonic() - saved_time >= 60 * cfg.checkpoint_minutes
+                due = ranks.any(cfg.checkpoint_minutes > 0 and time.monotonic() - saved_time >= 60 * cfg.checkpoint_minutes)
                 if (it + 1) % cfg.checkpoint_every == 0 or end or due:
                     checkpoint(it + 1)
+                if saved_at == it + 1 or (it + 1) % cfg.snapshot_every == 0:
+                    snapshot(it + 1)
                 if out_of_time:
                     bar.close()
                     tqdm.write(f"time budget of {cfg.minutes:g} min reached after iteration {it + 1} "
                                f"of {cfg.iterations}; checkpoint in {out}; continue with --resume")
                     break
+        except DistributedError as e:  # another process died: the last checkpoint stays as it is
+            log.close()
+            kept = f"the last checkpoint (iteration {saved_at}) in {out} is intact" if saved_at else "no checkpoint was written"
+            raise DistributedError(f"{e}; this process stopped too; {kept}; continue with --resume") from e
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every finished iteration, then stop
-            if done > start:
+            if done > start and ranks.world == 1:  # with several processes: the last checkpoint
                 _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
                 checkpoint(done)
             log.close()
