@@ -45,3 +45,13 @@ def _step(line: str) -> int | None:
     except (ValueError, AttributeError):
         return None
     return step if isinstance(step, int) else None
+
+
+class NullLog:
+    """What processes other than rank 0 of a data-parallel run log: nothing."""
+
+    def write(self, step: int, **metrics: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
