@@ -19,9 +19,12 @@ study_app = typer.Typer(help="Studies: heatmaps, zero-out robustness, stability.
 
 
 def command_line() -> str:
-    """The command as typed, recorded in checkpoints for model cards."""
-    return shlex.join(["localrules", *sys.argv[1:]]) if Path(sys.argv[0]).name == "localrules" \
-        else shlex.join(sys.argv)
+    """The command as typed, recorded in checkpoints for model cards (``python -m localrules``,
+    whose argv[0] is the package's ``__main__.py``, is recorded as ``localrules``)."""
+    first = Path(sys.argv[0])
+    if first.name == "localrules" or (first.name == "__main__.py" and first.parent.name == "localrules"):
+        return shlex.join(["localrules", *sys.argv[1:]])
+    return shlex.join(sys.argv)
 
 
 def setup(device: str, threads: int | None = None):

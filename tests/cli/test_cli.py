@@ -214,3 +214,12 @@ def test_metanca_bad_arch_is_a_clear_error(tmp_path, capsys):
                         "--device", "cpu")
     assert code == 2 and err == "error: architecture [5, 8, 3] does not fit iris: it needs 4 inputs and 3 outputs\n", err
     assert not (tmp_path / "b").exists()  # refused before a run folder was made
+
+
+@pytest.mark.parametrize("argv0", ["/usr/bin/localrules", "/work/main/localrules/__main__.py"])
+def test_recorded_command_names_localrules(monkeypatch, argv0):
+    """Model cards show the command a user can type, also for runs started by `python -m localrules`."""
+    from localrules.cli.common import command_line
+
+    monkeypatch.setattr("sys.argv", [argv0, "run", "metanca", "--out", "runs/a b"])
+    assert command_line() == "localrules run metanca --out 'runs/a b'"
