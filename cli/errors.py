@@ -26,6 +26,7 @@ def run(app, argv: list[str] | None = None) -> None:
     """Run the typer ``app`` on ``argv`` (default: the process's arguments), one line per failure."""
     from localrules.data.mnist import MNISTError
     from localrules.train.loop import TrainingDiverged
+    from localrules.train.ranks import DistributedError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -35,5 +36,5 @@ def run(app, argv: list[str] | None = None) -> None:
     except Exception as e:  # SystemExit and KeyboardInterrupt (a saved checkpoint) pass through
         if debug:
             raise
-        typer.echo(one_line(e, (ValueError, OSError, MNISTError, TrainingDiverged)), err=True)
+        typer.echo(one_line(e, (ValueError, OSError, MNISTError, TrainingDiverged, DistributedError)), err=True)
         raise SystemExit(2) from None

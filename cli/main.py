@@ -44,7 +44,21 @@ apply_ranges(app)
 
 def cli(argv: list[str] | None = None) -> None:
     """Console entry point: a failure ends with one clear line, not a traceback (``--debug`` or
-    LOCALRULES_DEBUG=1 shows it; see :mod:`.errors`)."""
+    LOCALRULES_DEBUG=1 shows it; see :mod:`.errors`). ``localrules run ... --nproc N`` starts the
+    command in N processes (localrules.train.launch); under torchrun only rank 0 prints."""
+    import sys
+
     from .errors import run
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if int(os.environ.get("RANK", "0")) > 0 and os.environ.get("LOCALRULES_ALL_RANKS_PRINT", "") in ("", "0"):
+        sys.stdout = open(os.devnull, "w")
+    if any(a == "--nproc" or a.startswith("--nproc=") for a in argv):
+        from localrules.train.launch import launch, split_nproc
+
+        def launched(args, prog_name):
+            n, rest = split_nproc(argv)
+            return launch(n, rest) if n > 1 else app(rest, prog_name=prog_name)
+
+        return run(launched, argv)
     run(app, argv)
