@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -60,7 +60,10 @@ def demo(
         None, help="mnist-selfclassify: a model.safetensors (default: the shipped L2+noise model). "
         "restore: a folder holding hybrid/model.safetensors (default: the shipped models; yours are in runs/restore)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network (no authentication: a warning is printed)."),
+    allow_origin: Optional[List[str]] = typer.Option(
+        None, help="Also accept WebSocket connections from pages at this origin, e.g. http://192.168.1.5:8000 "
+        "(repeat the option). By default only the bound host, localhost, 127.0.0.1 and [::1] at the port."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(
         None, help=DATA_HELP + " Without MNIST, scikit-learn's 8x8 digits upscaled to 28x28 are used."),
@@ -72,6 +75,12 @@ def demo(
     over a WebSocket. No browser is opened for you. Ctrl-C stops the server.
     """
     path = _checkpoint(task, checkpoint)
+    from localrules.demo.server import exposure_warning, origin_key
+
+    for origin in allow_origin or ():
+        if origin_key(origin) is None:
+            raise typer.BadParameter(f"{origin!r} is not an origin like http://host:port",
+                                     param_hint="--allow-origin")
     dev = setup(device, threads)
     _log_to_console()
 
@@ -89,8 +98,11 @@ def demo(
     def ready(url: str) -> None:
         typer.echo(f"playground at {url}  (open it in a browser; Ctrl-C stops the server)")
 
+    warning = exposure_warning(host)
+    if warning:
+        typer.echo(warning, err=True)
     try:
-        serve(dm, host, port, ready=ready)
+        serve(dm, host, port, ready=ready, allow_origins=allow_origin or ())
     except OSError as e:
         raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
                                  param_hint="--host/--port") from None

@@ -6,7 +6,7 @@ Client -> server (every message is one JSON object with a ``type``)::
     {"type": "load", "digit": 3}                a random test digit of that label (again: re-sample)
     {"type": "clear"}
     {"type": "speed", "steps_per_second": 30}   0 pauses
-    {"type": "step", "n": 1}                    advance now (e.g. while paused)
+    {"type": "step", "n": 1}                    advance now (e.g. while paused); n <= 200
     {"type": "knockout", "fraction": 0.7}       restore only: blank that fraction of pixels
 
 Server -> client::
@@ -33,7 +33,7 @@ MAX_POINTS = 2048
 MAX_RADIUS = 8.0
 MIN_RADIUS = 0.25
 MAX_STEPS_PER_SECOND = 240.0
-MAX_STEPS_PER_REQUEST = 1000
+MAX_STEPS_PER_REQUEST = 200  # the server also caps step messages per second per connection
 COORD_LIMIT = 1e4  # points may lie off the grid (they touch nothing there), not absurdly far
 
 DEFAULT_PALETTE = "colour-blind safe (Tol muted)"

@@ -5,19 +5,30 @@
     GET /ws             WebSocket: a hello, then frames; client messages as in protocol.py
 
 Every connection owns a session (its own grid) and a clock task that advances it at the
-requested steps per second and streams frames. The model runs in the event loop's thread:
-one 28x28 step costs about a millisecond, far below a frame's time. A malformed or oversized
-message is answered with an error and the session goes on; messages beyond
-``TRANSPORT_LIMIT`` are refused by aiohttp itself, which closes that one connection (1009).
+requested steps per second and streams frames. Everything that touches a session (steps,
+edits, frames) runs in a small thread pool, one job at a time per connection, so the event
+loop keeps serving other tabs and new connections while a model runs. ``step`` messages may
+ask for at most ``protocol.MAX_STEPS_PER_REQUEST`` steps each and ``STEP_BUDGET`` steps per
+second per connection (a burst of that many); beyond it they are answered with an error. A
+malformed or oversized message is answered with an error and the session goes on; messages
+beyond ``TRANSPORT_LIMIT`` are refused by aiohttp itself, which closes that one connection (1009).
+
+WebSocket upgrades whose ``Origin`` is not in the allowed list (the bound host, localhost,
+127.0.0.1 and [::1] at the bound port, plus ``allow_origins``) are refused with 403. The
+request's own ``Host`` header is not trusted: a DNS-rebinding page has a matching one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
+import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,30 +45,55 @@ FPS = 30.0  # at most this many frames per second while running
 TRANSPORT_LIMIT = 4 * 1024 * 1024  # aiohttp closes a connection sending a bigger message
 MAX_SESSIONS = 32
 SHUTDOWN_TIMEOUT = 2.0
+STEP_BUDGET = 400.0  # steps per second (and burst) that one connection's step messages may ask for
+WORKERS = max(2, min(4, os.cpu_count() or 2))  # threads that run sessions
 
 DEMO = web.AppKey("demo", Demo)
 SOCKETS = web.AppKey("sockets", set)
+ORIGINS = web.AppKey("origins", set)
+POOL = web.AppKey("pool", ThreadPoolExecutor)
 _ids = itertools.count(1)
 
 
 class Connection:
     """One tab: its session, its speed, and the clock that steps it."""
 
-    def __init__(self, demo: Demo, ws: web.WebSocketResponse, seed: int | None = None):
+    def __init__(self, demo: Demo, ws: web.WebSocketResponse, seed: int | None = None,
+                 pool: ThreadPoolExecutor | None = None):
         self.id = next(_ids)
-        self.demo, self.ws = demo, ws
+        self.demo, self.ws, self.pool = demo, ws, pool
         self.session = demo.new_session(seed)
         self.speed = DEFAULT_SPEED.get(demo.task, 30.0)
         self.wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        self._work_lock = asyncio.Lock()  # one job per session at a time (clock or message)
+        self._budget, self._budget_time = STEP_BUDGET, time.monotonic()
+
+    async def work(self, fn):
+        """Run ``fn()`` (which touches the session) in the thread pool, after this tab's other jobs."""
+        async with self._work_lock:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    def take_steps(self, n: int) -> bool:
+        """Spend ``n`` steps of this tab's budget (STEP_BUDGET per second); False if it is short."""
+        now = time.monotonic()
+        self._budget = min(STEP_BUDGET, self._budget + STEP_BUDGET * (now - self._budget_time))
+        self._budget_time = now
+        if n > self._budget:
+            return False
+        self._budget -= n
+        return True
 
     async def send(self, text: str) -> None:
         async with self._send_lock:
             if not self.ws.closed:
                 await self.ws.send_str(text)
 
+    def _frame(self) -> str:
+        return frame(self.session, steps_per_second=self.speed)
+
     async def send_frame(self) -> None:
-        await self.send(frame(self.session, steps_per_second=self.speed))
+        await self.send(await self.work(self._frame))
 
     async def clock(self) -> None:
         """Advance the session at ``speed`` steps per second, at most FPS frames per second."""
@@ -82,13 +118,13 @@ class Connection:
                     continue
                 credit -= n
                 try:
-                    self.session.step(n)
+                    text = await self.work(lambda: (self.session.step(n), self._frame())[1])
                 except Exception as e:  # pause this tab, keep the server
                     log.exception("session %d: step failed", self.id)
                     self.speed = 0.0
                     await self.send(error(f"internal error while stepping ({e}); paused", "step"))
                     continue
-                await self.send_frame()
+                await self.send(text)
         except ConnectionError:  # the tab went away mid-send
             return
 
@@ -99,38 +135,89 @@ class Connection:
         except MessageError as e:
             await self.send(error(str(e), e.request))
             return
+        if msg["type"] == "step" and not self.take_steps(msg["n"]):
+            await self.send(error(f"too many steps: at most {STEP_BUDGET:g} steps per second per tab "
+                                  f"(a burst of {STEP_BUDGET:g}); wait and ask again", "step"))
+            return
         try:
             if msg["type"] == "speed":
                 self.speed = msg["steps_per_second"]
+                text = await self.work(self._frame)
             else:
-                apply_message(self.session, msg)
+                text = await self.work(lambda: (apply_message(self.session, msg), self._frame())[1])
         except Exception as e:  # a bug must not end the tab's session
             log.exception("session %d: %s failed", self.id, msg["type"])
             await self.send(error(f"internal error while applying {msg['type']!r}: {e}", msg["type"]))
             return
         self.wake.set()
-        await self.send_frame()
+        await self.send(text)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def _same_origin(request: web.Request) -> bool:
-    """Browsers send Origin on WebSocket upgrades; refuse other sites' pages (no Origin: a script)."""
-    origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
+def origin_key(origin: str) -> tuple[str, int | None] | None:
+    """("host", port or None) of an origin ``scheme://host[:port]`` or a bare ``host[:port]``;
+    None when it cannot be read. Hosts are lower-cased, IPv6 ones in brackets."""
+    text = origin.strip()
+    parts = urlsplit(text if "://" in text else "http://" + text)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return None
+    host = f"[{host}]" if ":" in host else host.lower()
+    if port is None and "://" in text:
+        port = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return host, port
+
+
+def allowed_origins(host: str, port: int, extra=()) -> set[tuple[str, int | None]]:
+    """The origins whose pages may open a WebSocket: ``host``, localhost, 127.0.0.1 and [::1] at
+    ``port``, and each of ``extra`` (a bare host without a port: any port). Raises ValueError for an unreadable one."""
+    keys = {origin_key(f"{h}:{port}") for h in ("localhost", "127.0.0.1", "[::1]")}
+    if host and host not in ("0.0.0.0", "::"):
+        keys.add(origin_key(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+    for o in extra:
+        key = origin_key(o)
+        if key is None:
+            raise ValueError(f"--allow-origin {o!r} is not an origin like http://host:port")
+        keys.add(key)
+    return keys
+
+
+def origin_allowed(origin: str | None, allowed: set) -> bool:
+    """Browsers send Origin on WebSocket upgrades: it must be in ``allowed`` (no Origin: a script,
+    not a page). The request's Host header is not consulted (DNS rebinding forges it)."""
+    if origin is None:
+        return True
+    key = origin_key(origin)
+    return key is not None and (key in allowed or (key[0], None) in allowed)
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when ``host`` is not a loopback address: the page has no authentication."""
+    if host == "localhost":
+        return None
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    return (f"warning: --host {host} serves the playground beyond this machine, with no authentication: "
+            f"anyone who can reach the port can use it and its CPU. Browsers at other addresses "
+            f"also need --allow-origin http://ADDRESS:PORT (the address they open).")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
-    if not _same_origin(request):
-        raise web.HTTPForbidden(text="cross-origin WebSocket refused")
+    if not origin_allowed(request.headers.get("Origin"), app[ORIGINS]):
+        raise web.HTTPForbidden(text="WebSocket from a page of another origin refused (see --allow-origin)")
     if len(app[SOCKETS]) >= MAX_SESSIONS:
         raise web.HTTPServiceUnavailable(text=f"at most {MAX_SESSIONS} sessions at once")
     ws = web.WebSocketResponse(max_msg_size=TRANSPORT_LIMIT, heartbeat=30)
     await ws.prepare(request)
-    conn = Connection(app[DEMO], ws)
+    conn = Connection(app[DEMO], ws, pool=app[POOL])
     app[SOCKETS].add(ws)
     clock = asyncio.create_task(conn.clock())
     log.info("session %d opened (%d open)", conn.id, len(app[SOCKETS]))
@@ -157,19 +244,30 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
-def make_app(demo: Demo) -> web.Application:
+async def _stop_pool(app: web.Application) -> None:
+    app[POOL].shutdown(wait=False, cancel_futures=True)
+
+
+def make_app(demo: Demo, origins: set | None = None) -> web.Application:
+    """The aiohttp app; ``origins`` is the allowed set of :func:`allowed_origins` (filled in by
+    :func:`_start` once the port is known when None)."""
     app = web.Application()
     app[DEMO] = demo
     app[SOCKETS] = set()
+    app[ORIGINS] = set() if origins is None else origins
+    app[POOL] = ThreadPoolExecutor(WORKERS, thread_name_prefix="localrules-demo")
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
     app.router.add_static("/static/", STATIC)
     app.on_shutdown.append(_close_sockets)
+    app.on_cleanup.append(_stop_pool)
     return app
 
 
-async def _start(demo: Demo, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(make_app(demo), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+async def _start(demo: Demo, host: str, port: int, allow_origins=()) -> tuple[web.AppRunner, str]:
+    allowed_origins(host, 0, allow_origins)  # refuse a bad --allow-origin before binding
+    app = make_app(demo)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -177,11 +275,12 @@ async def _start(demo: Demo, host: str, port: int) -> tuple[web.AppRunner, str]:
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
+    app[ORIGINS].update(allowed_origins(host, bound, allow_origins))
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{bound}/"
 
 
-def serve(demo: Demo, host: str = "127.0.0.1", port: int = 8000, ready=None) -> None:
+def serve(demo: Demo, host: str = "127.0.0.1", port: int = 8000, ready=None, allow_origins=()) -> None:
     """Serve until Ctrl-C (or SIGTERM); ``ready(url)`` is called once the port is bound.
 
     Opens no browser. Ctrl-C closes every WebSocket (1001, going away) and returns normally.
@@ -189,7 +288,7 @@ def serve(demo: Demo, host: str = "127.0.0.1", port: int = 8000, ready=None) -> 
     import signal
 
     async def main():
-        runner, url = await _start(demo, host, port)
+        runner, url = await _start(demo, host, port, allow_origins)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         try:
@@ -212,9 +311,9 @@ def serve(demo: Demo, host: str = "127.0.0.1", port: int = 8000, ready=None) -> 
 class ServerThread(threading.Thread):
     """The server in a background thread (tests, notebooks): ``start()``, ``url``, ``stop()``."""
 
-    def __init__(self, demo: Demo, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, demo: Demo, host: str = "127.0.0.1", port: int = 0, allow_origins=()):
         super().__init__(daemon=True, name="localrules-demo")
-        self.demo, self.host, self.port = demo, host, port
+        self.demo, self.host, self.port, self.allow_origins = demo, host, port, tuple(allow_origins)
         self.url: str | None = None
         self.failure: BaseException | None = None
         self._ready = threading.Event()
@@ -225,7 +324,7 @@ class ServerThread(threading.Thread):
         async def main():
             self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()
             try:
-                runner, self.url = await _start(self.demo, self.host, self.port)
+                runner, self.url = await _start(self.demo, self.host, self.port, self.allow_origins)
             except BaseException as e:  # noqa: BLE001 - reported by start()
                 self.failure = e
                 self._ready.set()

@@ -206,7 +206,7 @@ BAD = [
     ('{"type": "speed", "steps_per_second": NaN}', "number in"),
     ('{"type": "speed", "steps_per_second": -1}', "number in"),
     ('{"type": "speed", "steps_per_second": 1e999}', "number in"),
-    ('{"type": "step", "n": 100000}', "[1, 1000]"),
+    ('{"type": "step", "n": 100000}', "[1, 200]"),
     ('{"type": "draw", "points": []}', "non-empty"),
     ('{"type": "draw", "points": [[1, 2, 3]]}', "[x, y]"),
     ('{"type": "draw", "points": [[1, "a"]]}', "[x, y]"),
