@@ -68,3 +68,31 @@ def test_stability_of_a_given_rule(tmp_path, mnist_dir, shipped):
     out = json.loads((tmp_path / "accuracy_stability.json").read_text())
     assert len(out["accuracy_curve"]) == 5 and max(out["accuracy_curve"]) == out["best_accuracy"]
     assert not (tmp_path / "sample_pooling").exists()  # no rule was meta-trained
+
+
+def test_stability_meta_trains_with_and_without_pooling_on_iris(tmp_path):
+    """`study stability` end to end (small): two rules, their loss curves and the numbers from them."""
+    import torch
+
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import loss_curve, stability_numbers
+
+    res = runner.invoke(app, ["study", "stability", "--dataset", "iris", "--arch", "4,8,3", "--iterations", "2",
+                              "--horizon", "5", "--samples", "4", "--steps-max", "10", "--out", str(tmp_path),
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "stability.json").read_text())
+    assert set(out) == {"sample_pooling", "no_pooling"}
+    rules = {}
+    for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):
+        rule, cfg, meta = mn.load(tmp_path / name / "model.safetensors")
+        assert cfg.pool_size == pool and cfg.archs == ((4, 8, 3),) and cfg.fresh_frac == 0.0625
+        assert meta["iteration"] == 2
+        rules[name] = rule
+        curve = loss_curve(rule, cfg, (4, 8, 3), load_split("iris"), 4, 5, seed=0)
+        assert out[name]["loss_curve"] == pytest.approx(curve.tolist())  # the saved rule's curve
+        numbers = stability_numbers(torch.tensor(out[name]["loss_curve"]))
+        assert {k: out[name][k] for k in numbers} == pytest.approx(numbers)
+        assert f"{name}: {numbers['updates_to_min']} updates to the minimum loss" in res.output
+    a, b = (r.state_dict() for r in rules.values())
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # two rules, trained apart
