@@ -19,6 +19,10 @@ class Dataset(str, Enum):
     digits = "digits"
 
 
+RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluster in $RAY_ADDRESS, else a new "
+            "local instance) or HOST:PORT; needs pip install 'localrules[distributed]'.")
+
+
 def _ints(text: str, what: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",")]  # "4,,3" is refused, not read as 4,3
@@ -192,6 +196,7 @@ def study_heatmap(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
+    ray: Optional[str] = typer.Option(None, help=RAY_HELP),
 ):
     """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks."""
     from localrules.data.tabular import load_split
@@ -208,7 +213,7 @@ def study_heatmap(
     _, cfg, _ = mn.load(checkpoint)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
-                  device=dev, adam_epochs=adam_epochs)
+                  device=dev, adam_epochs=adam_epochs, ray=ray)
     if png:
         from localrules.viz.plots import plot_heatmap
 
@@ -234,6 +239,7 @@ def study_zeroout(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    ray: Optional[str] = typer.Option(None, help=RAY_HELP),
 ):
     """Zero-out robustness: accuracy before and after zeroing a layer and 30 % of the weights."""
     from localrules.data.tabular import load_split
@@ -245,7 +251,14 @@ def study_zeroout(
     rule, cfg, _ = mn.load(checkpoint, dev)
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
-    res = zeroout_curve(rule, cfg, sizes, data, samples, steps_before, steps_after, frac, seed)
+    if ray:
+        from localrules.studies.metanca_studies import zeroout_cell
+        from localrules.studies.ray_cells import run_cells
+
+        job = (str(checkpoint), sizes, data, samples, steps_before, steps_after, frac, seed, str(dev))
+        res = next(run_cells(zeroout_cell, [job], ray, gpu=dev.type == "cuda"))
+    else:
+        res = zeroout_curve(rule, cfg, sizes, data, samples, steps_before, steps_after, frac, seed)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(res, indent=1))
     if png:
@@ -271,14 +284,12 @@ def study_stability(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    ray: Optional[str] = typer.Option(None, help=RAY_HELP),
 ):
     """Table 1: meta-train with and without sample pooling, then count stable updates."""
-    import torch
-
     from localrules.data.tabular import load_split
-    from localrules.studies.metanca_studies import loss_curve, stability_numbers
+    from localrules.studies.metanca_studies import stability_row
     from localrules.tasks import metanca as mn
-    from localrules.train.loop import TrainConfig, train
 
     dev = setup(device, threads)
     sizes = tuple(_ints(arch, "--arch"))
@@ -300,16 +311,16 @@ def study_stability(
                    f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
         return
     data = load_split(dataset.value, 0, data_dir)
-    rows = {}
-    for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):
-        torch.manual_seed(seed)
-        cfg = mn.Config(dataset=dataset.value, archs=(sizes,), pool_size=pool, fresh_frac=fresh_frac)
-        task = mn.MetaNCATask(cfg, data, dev)
-        train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=steps_max,
-                                seed=seed), out / name, dev, overwrite=True)  # the study's own scratch runs
-        losses = loss_curve(task.model, cfg, sizes, data, samples, horizon, seed)
-        rows[name] = stability_numbers(losses)
-        rows[name]["loss_curve"] = losses.tolist()
+    names = {128: "sample_pooling", 0: "no_pooling"}  # each row meta-trains its own scratch run in OUT/NAME
+    jobs = [(dataset.value, pool, data, sizes, fresh_frac, iterations, steps_max, horizon, samples, seed,
+             str(out / name), str(dev), not ray) for pool, name in names.items()]
+    if ray:
+        from localrules.studies.ray_cells import run_cells
+
+        found = {names[r["pool"]]: r for r in run_cells(stability_row, jobs, ray, gpu=dev.type == "cuda")}
+    else:
+        found = {names[j[1]]: stability_row(j) for j in jobs}
+    rows = {name: {k: v for k, v in found[name].items() if k != "pool"} for name in names.values()}
     (out / "stability.json").write_text(json.dumps(rows, indent=1))
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "

@@ -64,9 +64,11 @@ def _heatmap_cell(args):
 
 
 def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path, workers: int = 0,
-            seed: int = 0, progress: bool = True, device="cpu", adam_epochs: float = 0.0) -> dict:
+            seed: int = 0, progress: bool = True, device="cpu", adam_epochs: float = 0.0,
+            ray: str | None = None) -> dict:
     """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``.
-    ``workers`` > 1 runs cells in that many one-thread CPU processes. ``adam_epochs`` > 0 also
+    ``workers`` > 1 runs cells in that many one-thread CPU processes; ``ray`` (auto or an address)
+    runs them as Ray tasks instead (localrules.studies.ray_cells), one CPU or GPU each. ``adam_epochs`` > 0 also
     trains each cell's architecture with Adam for that many epochs (batch 128, lr 1e-3; see
     localrules.studies.adam_baseline): per cell ``adam_accuracy`` and ``ratio`` = grown / Adam."""
     if workers > 1 and torch.device(device).type != "cpu":
@@ -106,7 +108,14 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
 
     jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
     bar = progress_bar(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
-    if workers > 1:
+    if ray:
+        from .ray_cells import run_cells
+
+        for c in run_cells(_heatmap_cell, jobs, ray, gpu=torch.device(device).type == "cuda"):
+            done[(c["x"], c["y"])] = c
+            save()
+            bar.update()
+    elif workers > 1:
         with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
                 c = fut.result()
@@ -152,6 +161,32 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
         "accuracy_best_after": max(after_curve, default=at_zero.mean().item()),
         "updates_to_within_0.02": back[0] if back else None,  # first update after zero-out that is back
     }
+
+
+def zeroout_cell(args) -> dict:
+    """:func:`zeroout_curve` of the rule in a checkpoint: the cell a Ray task runs for ``study zeroout --ray``.
+    args = (checkpoint, sizes, data, samples, steps_before, steps_after, frac, seed, device)."""
+    checkpoint, sizes, data, samples, before, after, frac, seed, device = args
+    rule, cfg, _ = mn.load(checkpoint, device)
+    return zeroout_curve(rule, cfg, sizes, data, samples, before, after, frac, seed)
+
+
+def stability_row(args) -> dict:
+    """One row of ``study stability``: meta-train a rule with pool size ``pool`` (0: no pooling)
+    into ``out`` (its own scratch run), then :func:`stability_numbers` of its loss curve.
+    args = (dataset, pool, data, sizes, fresh_frac, iterations, steps_max, horizon, samples, seed, out,
+    device, progress)."""
+    from localrules.train.loop import TrainConfig, train
+
+    dataset, pool, data, sizes, fresh_frac, iterations, steps_max, horizon, samples, seed, out, device, progress = args
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    cfg = mn.Config(dataset=dataset, archs=(tuple(sizes),), pool_size=pool, fresh_frac=fresh_frac)
+    task = mn.MetaNCATask(cfg, data, device)
+    train(task, TrainConfig(iterations=iterations, lr_milestones=(), steps_min=10, steps_max=steps_max,
+                            seed=seed), out, device, overwrite=True, progress=progress)
+    losses = loss_curve(task.model, cfg, sizes, data, samples, horizon, seed)
+    return {"pool": pool, **stability_numbers(losses), "loss_curve": losses.tolist()}
 
 
 @torch.no_grad()
