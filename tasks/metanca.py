@@ -37,7 +37,7 @@ from localrules.core.neuron_code import NeuronCode, random_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
-from localrules.train.checkpoint import read_checkpoint
+from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 
@@ -406,8 +406,5 @@ class MetaNCATask:
 
 
 def load(path: str | Path, device="cpu") -> tuple[NCA, Config, dict]:
-    weights, fields, meta = read_checkpoint(path, "metanca")
-    cfg = Config.from_dict(fields)
-    model = build_rule(cfg)
-    model.load_state_dict(weights)
+    model, cfg, meta = build_from_checkpoint(path, "metanca", Config.from_dict, build_rule)
     return model.to(device).eval(), cfg, meta

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from localrules.core import NCA, AliveCells, Grid2D, GridGraph, MoorePerception, Rule
 from localrules.data.augment import random_mix
-from localrules.train.checkpoint import read_checkpoint
+from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import mutate
 from localrules.train.pool import SamplePool
 
@@ -240,8 +240,5 @@ def pretrained_path(loss: str = "l2") -> Path:
 
 def load(path: str | Path, device: torch.device | str = "cpu") -> tuple[NCA, Config, dict]:
     """Model, its Config and the whole JSON metadata from a checkpoint written by training."""
-    weights, fields, meta = read_checkpoint(path, "mnist-selfclassify")
-    cfg = Config.from_dict(fields)
-    model = build_model(cfg)
-    model.load_state_dict(weights)
+    model, cfg, meta = build_from_checkpoint(path, "mnist-selfclassify", Config.from_dict, build_model)
     return model.to(device).eval(), cfg, meta

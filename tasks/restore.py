@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from localrules.core import NCA, Grid2D, MoorePerception, Rule
-from localrules.train.checkpoint import read_checkpoint
+from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import damage as damage_cells
 from localrules.train.perturb import mask_region
 from localrules.train.pool import SamplePool
@@ -384,8 +384,5 @@ def train_config(cfg: Config, iterations: int, lr: float = 1e-3, seed: int = 0, 
 
 
 def load(path: str | Path, device="cpu") -> tuple[nn.Module, Config, dict]:
-    weights, fields, meta = read_checkpoint(path, "restore")
-    cfg = config_from_fields(fields)
-    model = build_model(cfg)
-    model.load_state_dict(weights)
+    model, cfg, meta = build_from_checkpoint(path, "restore", config_from_fields, build_model)
     return model.to(device).eval(), cfg, meta

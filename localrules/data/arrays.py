@@ -27,21 +27,22 @@ def load_image_arrays(images_path: str | Path, labels_path: str | Path) -> tuple
     try:
         images = np.load(images_path, allow_pickle=False)
         labels = np.load(labels_path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read .npy arrays: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in np.load (EOFError, ...)
+        raise ValueError(f"cannot read .npy arrays {images_path}, {labels_path}: {type(e).__name__}: {e}") from None
     if images.ndim != 3:
         raise ValueError(f"{images_path}: images must have shape (N, H, W), got {images.shape}")
     if images.size == 0:
         raise ValueError(f"{images_path}: holds no pixels (shape {images.shape})")
-    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+    if images.dtype.kind not in "uif" or images.dtype.itemsize > 8:  # (numpy counts timedelta as an integer)
         raise ValueError(f"{images_path}: images must be uint8 or float, not {images.dtype}")
+    images = images.astype(images.dtype.newbyteorder("="), copy=False)  # torch reads native order only
     finite = np.isfinite(images.reshape(len(images), -1)).all(1)
     if not finite.all():
         i = np.flatnonzero(~finite)
         raise ValueError(f"{images_path}: image {i[0]} has NaN or infinite pixels ({len(i)} such images)")
     if labels.shape != (len(images),):
         raise ValueError(f"{labels_path}: labels must have shape ({len(images)},), got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 9:
+    if labels.dtype.kind not in "ui" or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"{labels_path}: labels must be integers in 0..9")
     pixels = to_unit_pixels(images)
     blank = ~(pixels > ALIVE).flatten(1).any(1)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(raw) < header:
         raise MNISTError(f"{name}: truncated IDX header. {FIX}")
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", ndim, 4))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(raw) != expected:
         raise MNISTError(
             f"{name}: IDX size mismatch: header says {shape} ({expected} bytes), file has "
@@ -84,7 +86,7 @@ def _read_bytes(path: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise MNISTError(f"{path}: corrupted or truncated gzip data ({e}). {FIX}") from None
     return raw
 

@@ -95,7 +95,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
                              f"intact copy of the run folder or start a new run") from e
         raise ValueError(f"{path} holds objects other than tensors, numbers and strings, so it was not "
                          f"written by localrules; refusing to load it") from e
-    except (EOFError, OSError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - torn or bit-flipped files fail anywhere in torch.load
         raise ValueError(f"{path} is empty or damaged ({type(e).__name__}); resume from an intact copy "
                          f"of the run folder or start a new run") from e
     if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
@@ -107,6 +107,30 @@ def read_checkpoint(path: str | Path, name: str) -> tuple[dict[str, torch.Tensor
     """(weights, the task's config fields, all metadata) of a checkpoint of task ``name``."""
     weights, meta = load_model_files(path)
     task = meta.get("task", meta)
-    if task.get("name") != name:
-        raise ValueError(f"{path} is not a {name} checkpoint (it says {task.get('name')!r})")
+    if not isinstance(task, dict) or task.get("name") != name:
+        said = task.get("name") if isinstance(task, dict) else task
+        raise ValueError(f"{path} is not a {name} checkpoint (it says {str(said)[:60]!r})")
     return weights, {k: v for k, v in task.items() if k != "name"}, meta
+
+
+def build_from_checkpoint(path: str | Path, name: str, make_config, build):
+    """(model with the checkpoint's weights, its config, all metadata) of a checkpoint of task
+    ``name``: ``make_config(fields)`` reads the config, ``build(cfg)`` makes the model. A config
+    that the task refuses, or weights of other shapes, raise ValueError naming the file; the
+    model is first built on the meta device, so a config asking for huge tensors allocates none."""
+    weights, fields, meta = read_checkpoint(path, name)
+    where = Path(path).with_suffix(".json")
+    try:
+        cfg = make_config(fields)
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build(cfg).state_dict().items()}
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RuntimeError) as e:
+        raise ValueError(f"{where} is not a valid {name} config ({type(e).__name__}: {e})") from e
+    have = {k: tuple(v.shape) for k, v in weights.items()}
+    if have != shapes:
+        diff = sorted(set(have.items()) ^ set(shapes.items()))[:3]
+        raise ValueError(f"{Path(path).with_suffix('.safetensors')} does not hold the tensors that {where} "
+                         f"describes (first differences: {diff})")
+    model = build(cfg)
+    model.load_state_dict(weights)
+    return model, cfg, meta
