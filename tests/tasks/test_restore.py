@@ -135,8 +135,10 @@ def test_damage_zeroes_the_stated_fraction_of_whole_cells_in_the_chosen_rows():
     m.run(s0, 4, damage_frac=1.0, damaged=torch.tensor([True, False]))
     # step 2's CA input was zeroed in row 0: its update starts from 0, so the pre-norm state is
     # the rule applied to an all-zero lattice, the same in every cell
-    assert torch.allclose(seen[2][0], seen[2][0][0, 0].expand_as(seen[2][0]))
+    assert len(seen) == 4 and torch.allclose(seen[2][0], seen[2][0][0, 0].expand_as(seen[2][0]))
     assert not torch.allclose(seen[2][1], seen[2][1][0, 0].expand_as(seen[2][1]))
+    for t in (0, 1, 3):  # only at the halfway step: before it row 0 is intact, after it the lattice regrew
+        assert not torch.allclose(seen[t][0], seen[t][0][0, 0].expand_as(seen[t][0])), t
 
 
 def test_training_masks_mix_rates_and_regions():
