@@ -20,7 +20,7 @@ class Dataset(str, Enum):
 
 
 RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluster in $RAY_ADDRESS, else a new "
-            "local instance) or HOST:PORT; needs pip install 'localrules[distributed]'.")
+            "local instance) or HOST:PORT; needs pip install 'localrules\\[distributed]'.")
 
 
 def _ints(text: str, what: str) -> list[int]:

@@ -60,9 +60,12 @@ def test_readme_shows_commands():
 
 @pytest.mark.parametrize("line", readme_commands())
 def test_readme_command_parses(line):
+    from localrules.train.launch import split_nproc
+
     words = shlex.split(line)
     while "=" in words[0]:  # VAR=value prefixes
         words.pop(0)
+    words = [words[0], *split_nproc(words[1:])[1]]  # `cli()` reads --nproc before the command tree
     try:
         parse(words[1:])
     except Exception as e:
