@@ -30,9 +30,10 @@ def split_nproc(argv: list[str]) -> tuple[int | None, list[str]]:
             continue
         rest.append(a)
         i += 1
-    if n is not None and (not rest or rest[0] != "run"):
+    command = next((a for a in rest if not a.startswith("-")), "")  # after flags such as --quiet
+    if n is not None and command != "run":
         raise ValueError(f"{OPTION} is an option of `localrules run TASK` (training), not of "
-                         f"`localrules {rest[0] if rest else ''}`")
+                         f"`localrules {command}`")
     if n is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(f"{OPTION} inside torchrun: the processes are already started; leave {OPTION} out")
     return n, rest

@@ -18,6 +18,7 @@ def test_split_nproc():
     assert split_nproc(["run", "metanca", "--nproc", "2", "--out", "x"]) == (2, ["run", "metanca", "--out", "x"])
     assert split_nproc(["run", "metanca", "--nproc=3"]) == (3, ["run", "metanca"])
     assert split_nproc(["run", "metanca"]) == (None, ["run", "metanca"])
+    assert split_nproc(["--quiet", "run", "metanca", "--nproc", "2"]) == (2, ["--quiet", "run", "metanca"])
     with pytest.raises(ValueError, match="--nproc needs a number of processes >= 1, not '0'"):
         split_nproc(["run", "metanca", "--nproc", "0"])
     with pytest.raises(ValueError, match="--nproc is an option of `localrules run TASK`"):
