@@ -84,15 +84,16 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
     if path.is_file():
         old = json.loads(path.read_text())
         if {k: old.get(k) for k in key} == key:
-            done = {(c["x"], c["y"]): c for c in old["cells"]}
+            done = {(c["x"], c["y"]): c for c in old["cells"] + old.get("other_cells", [])}
+    grid = {(x, y) for x in xs for y in ys}
     todo = [(x, y) for x in xs for y in ys if (x, y) not in done]
 
-    def save():
-        cells = [done[k] for k in sorted(done)]
+    def save():  # summaries over the asked grid; finished cells outside it are kept, not summarised
+        cells = [done[k] for k in sorted(done) if k in grid]
         for c in cells:
             c["in_training"] = (data.n_features, c["x"], c["y"], data.n_classes) in trained or bool(
                 cfg.arch_range and all(cfg.arch_range[0] <= v <= cfg.arch_range[1] for v in (c["x"], c["y"])))
-        out = {**key, "cells": cells}
+        out = {**key, "cells": cells, "other_cells": [done[k] for k in sorted(done) if k not in grid]}
         if cells:
             means = [c["mean_accuracy"] for c in cells]
             out.update(mean_over_cells=sum(means) / len(means), worst_cell=min(means), best_cell=max(means))
@@ -107,7 +108,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
         return out
 
     jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
-    bar = progress_bar(total=len(xs) * len(ys), initial=len(done), disable=not progress, desc="heatmap")
+    bar = progress_bar(total=len(grid), initial=len(grid) - len(todo), disable=not progress, desc="heatmap")
     if ray:
         from .ray_cells import run_cells
 

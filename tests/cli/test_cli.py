@@ -152,6 +152,13 @@ def test_metanca_run_and_studies_on_iris(tmp_path, monkeypatch):
     assert (new["x"], new["y"]) == (16, 3) and new["mean_accuracy"] == pytest.approx(
         ms_.grow_accuracy(rule, cfg, (4, 16, 3, 3), iris, 3, 2, seed=0).mean().item())
     grown.clear()
+    res = runner.invoke(app, args[:5] + ["4"] + args[6:])  # a smaller grid: summarised alone, the rest kept
+    assert res.exit_code == 0 and sorted(grown) == [], res.output
+    small = json.loads(hm.read_text())
+    assert [(c["x"], c["y"]) for c in small["cells"]] == [(4, 3), (4, 8)] and len(small["other_cells"]) == 4
+    assert small["mean_over_cells"] == pytest.approx((0.5 + 0.51) / 2) and small["worst_cell"] == 0.5
+    res = runner.invoke(app, args[:5] + ["4,8,16"] + args[6:])  # and the whole grid again, nothing regrown
+    assert res.exit_code == 0 and sorted(grown) == [] and json.loads(hm.read_text())["cells"] == out["cells"]
     i = args.index("--steps")
     other = [*args[: i + 1], "3", *args[i + 2 :]]  # other --steps: the JSON's settings differ, so it starts over
     res = runner.invoke(app, other)
