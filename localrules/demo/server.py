@@ -9,7 +9,8 @@ requested steps per second and streams frames. Everything that touches a session
 edits, frames) runs in a small thread pool, one job at a time per connection, so the event
 loop keeps serving other tabs and new connections while a model runs. ``step`` messages may
 ask for at most ``protocol.MAX_STEPS_PER_REQUEST`` steps each and ``STEP_BUDGET`` steps per
-second per connection (a burst of that many); beyond it they are answered with an error. A
+second per connection (a burst of that many); beyond it they are answered with an error. At
+most ``MESSAGE_RATE`` messages per second are read from one connection; a faster sender waits. A
 malformed or oversized message is answered with an error and the session goes on; messages
 beyond ``TRANSPORT_LIMIT`` are refused by aiohttp itself, which closes that one connection (1009).
 
@@ -46,6 +47,7 @@ TRANSPORT_LIMIT = 4 * 1024 * 1024  # aiohttp closes a connection sending a bigge
 MAX_SESSIONS = 32
 SHUTDOWN_TIMEOUT = 2.0
 STEP_BUDGET = 400.0  # steps per second (and burst) that one connection's step messages may ask for
+MESSAGE_RATE = 100.0  # messages per second (and burst) read from one connection; faster senders wait
 WORKERS = max(2, min(4, os.cpu_count() or 2))  # threads that run sessions
 
 DEMO = web.AppKey("demo", Demo)
@@ -68,6 +70,18 @@ class Connection:
         self._send_lock = asyncio.Lock()
         self._work_lock = asyncio.Lock()  # one job per session at a time (clock or message)
         self._budget, self._budget_time = STEP_BUDGET, time.monotonic()
+        self._tokens, self._tokens_time = MESSAGE_RATE, time.monotonic()
+
+    async def pace(self) -> None:
+        """Wait until this tab may send another message (MESSAGE_RATE per second, a burst of as
+        many): a flooding tab is not read meanwhile, so TCP slows it down at no cost to others."""
+        now = time.monotonic()
+        self._tokens = min(MESSAGE_RATE, self._tokens + MESSAGE_RATE * (now - self._tokens_time))
+        self._tokens_time = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / MESSAGE_RATE)
+            self._tokens, self._tokens_time = 1.0, time.monotonic()
+        self._tokens -= 1
 
     async def work(self, fn):
         """Run ``fn()`` (which touches the session) in the thread pool, after this tab's other jobs."""
@@ -226,6 +240,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await conn.send_frame()
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await conn.pace()
                 await conn.handle(msg.data)
             elif msg.type == WSMsgType.ERROR:
                 log.info("session %d: %s", conn.id, ws.exception())

@@ -187,3 +187,21 @@ def test_cli_warns_for_host_0000(monkeypatch, sc_checkpoint):
     assert calls and calls[0][1]["allow_origins"] == ["http://lan:8000"]
     res = CliRunner().invoke(app, ["demo", "--checkpoint", str(sc_checkpoint), "--port", "0", "--device", "cpu"])
     assert res.exit_code == 0 and "no authentication" not in res.output
+
+
+def test_messages_beyond_the_rate_wait(sc_server, monkeypatch):
+    """With MESSAGE_RATE 20, the answers to 30 messages cannot all come within 0.45 s: the last
+    10 wait for the budget (a lower bound: sleeping cannot be faster)."""
+    monkeypatch.setattr(S, "MESSAGE_RATE", 20.0)
+
+    async def go():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(sc_server)) as ws:
+            await _paused(ws)
+            await asyncio.sleep(1.0)  # the budget refills to its burst of 20
+            t = time.monotonic()
+            for _ in range(30):
+                await ws.send_str('{"type": "clear"}')
+            for _ in range(30):
+                await receive(ws, "frame", timeout=30)
+            assert time.monotonic() - t >= 0.45
+    run(go(), timeout=60)
