@@ -108,6 +108,25 @@ def test_tiny_training_lowers_the_loss(tmp_path, small_digits, loss):
     assert last < 0.7 * first, (first, last)
 
 
+def test_tiny_training_with_pool_and_mutation_lowers_the_loss(tmp_path, small_digits):
+    """The paper's recipe (a quarter fresh digits, a quarter mutated, the rest continued from the
+    pool) also lowers the L2 loss: 116 -> 42 over 150 iterations here (seeds 0, 2, 3: 0.74x,
+    0.34x, 0.33x). The loss also counts pool states grown by the untrained rule, so it falls
+    more slowly than with fresh batches only, and the bound is 0.8x."""
+    x, y = small_digits
+    keep = y < 2
+    torch.manual_seed(1)
+    cfg = ms.Config(batch_size=8, pool_size=32, perception_dim=24, hidden=(24,), loss="l2")
+    assert (cfg.fresh_frac, cfg.mutate_frac) == (0.25, 0.25)
+    task = ms.SelfClassifyTask(cfg, x[keep], y[keep], torch.device("cpu"))
+    tcfg = TrainConfig(iterations=150, steps_min=8, steps_max=8, lr=3e-3, checkpoint_every=1000,
+                       log_every=1, lr_milestones=())
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").open()]
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    assert last < 0.8 * first, (first, last)
+
+
 def test_divergence_is_reported(tmp_path, small_digits):
     task = _task(small_digits)
     with torch.no_grad():
