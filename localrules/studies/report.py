@@ -147,14 +147,24 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
              f"{meta.get('iteration', '?')} iterations.", "", "## Training", ""] + training_lines(meta)
     lines += ["## Evaluation", "", f"`localrules eval metanca`: {res['samples']} networks per architecture grown "
               f"from random initialisations for {res['steps']} rule updates; test accuracy on the held-out split.",
-              "", "| architecture | mean test accuracy | std |", "|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} |" for r in res["archs"]]
+              ""]
+    if res.get("adam_epochs"):
+        lines += [f"| architecture | mean test accuracy | std | Adam ({res['adam_epochs']:g} epochs) | grown / Adam |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} | {r['adam_accuracy']:.4f} | "
+                  f"{r['ratio']:.4f} |" for r in res["archs"]]
+    else:
+        lines += ["| architecture | mean test accuracy | std |", "|---|---|---|"]
+        lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} |" for r in res["archs"]]
     hm = studies.get("heatmap")
     if hm:
         lines += ["", f"Architecture generalisation (`localrules study heatmap`, {len(hm['cells'])} architectures "
                   f"[n_in, X, Y, n_out], {hm['samples']} samples each, {hm['steps']} updates): mean over cells "
                   f"**{hm['mean_over_cells']:.4f}**, worst cell **{hm['worst_cell']:.4f}**, best cell "
                   f"{hm['best_cell']:.4f}."]
+        if "median_ratio" in hm:
+            lines[-1] += (f" Adam ({hm['adam_epochs']:g} epochs) averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
+                          f"has median {hm['median_ratio']:.3f} and worst {hm['worst_ratio']:.3f}.")
     zo = studies.get("zeroout")
     if zo:
         lines += ["", f"Zero-out (`localrules study zeroout`, {zo['sizes']}, {zo['samples']} networks, a whole layer "
