@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -44,10 +45,23 @@ def _checkpoint(task: DemoTask, checkpoint: Optional[Path]) -> Path:
     return folder
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message, not the stream it was
+    created with (that one may be closed by then, as a test runner's captured stderr is)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def _log_to_console() -> None:
     logger = logging.getLogger("localrules.demo")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
