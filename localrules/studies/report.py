@@ -126,6 +126,16 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
         lines.append(f"| {name} | {row['psnr_db']:.2f} | {row['digit_id_accuracy']:.4f} | {row['params']:,} | "
                      f"{flops} | {claim} |")
     lines.append("")
+    for title, table in (("Other masks (`--mask-fracs`, `--region-fracs`): PSNR (dB) / digit-ID accuracy",
+                          res.get("masks")),
+                         ("Longer runs (`--steps`, multiples of the trained steps, 70 % masks): PSNR (dB) / "
+                          "digit-ID accuracy", res.get("steps"))):
+        if table:
+            names = list(next(iter(table.values())))
+            lines += [title, "", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+            lines += [f"| {key} | " + " | ".join(f"{r[n]['psnr_db']:.2f} / {r[n]['digit_id_accuracy']:.4f}"
+                                                 for n in names) + " |" for key, r in table.items()]
+            lines.append("")
     for name in ("hybrid", "ca", "cnn-ae", "classifier"):
         if (folder / name / "model.json").is_file():
             _, meta = load_model_files(folder / name / "model")
