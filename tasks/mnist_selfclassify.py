@@ -230,11 +230,13 @@ class SelfClassifyTask:
 
 
 PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained"))
-PRETRAINED = {"l2": "mnist-selfclassify-l2noise", "ce": "mnist-selfclassify-ce"}
+PRETRAINED = {"l2": "mnist-selfclassify-l2noise", "ce": "mnist-selfclassify-ce",
+              "robust": "mnist-selfclassify-robust"}
 
 
 def pretrained_path(loss: str = "l2") -> Path:
-    """The shipped checkpoint: L2 + residual noise (default) or cross-entropy."""
+    """The shipped checkpoint: the paper's L2 + residual noise (default), cross-entropy, or
+    ``robust`` (L2 + noise fine-tuned on scaled, shifted, rotated, thinned and thickened digits)."""
     return PRETRAINED_DIR / (PRETRAINED[loss] + ".safetensors")
 
 

@@ -167,3 +167,12 @@ def test_cli_serves_and_stops_cleanly_on_ctrl_c(sc_checkpoint, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_playground_serves_the_robust_model_by_default():
+    """Drawn digits are off-centre, scaled, slanted and thinner or thicker: the robust model's
+    card measures it better on such digits than the paper's model."""
+    from localrules.cli.demo import DemoTask, _checkpoint
+
+    path = _checkpoint(DemoTask.mnist_selfclassify, None)
+    assert path.name == "mnist-selfclassify-robust.safetensors" and path.is_file()
