@@ -86,7 +86,7 @@ def test_stability_meta_trains_with_and_without_pooling_on_iris(tmp_path):
     rules = {}
     for name, pool in (("sample_pooling", 128), ("no_pooling", 0)):
         rule, cfg, meta = mn.load(tmp_path / name / "model.safetensors")
-        assert cfg.pool_size == pool and cfg.archs == ((4, 8, 3),) and cfg.fresh_frac == 0.0625
+        assert cfg.pool_size == pool and cfg.archs == ((4, 8, 3),) and cfg.fresh_frac == 0.25
         assert meta["iteration"] == 2
         rules[name] = rule
         curve = loss_curve(rule, cfg, (4, 8, 3), load_split("iris"), 4, 5, seed=0)
