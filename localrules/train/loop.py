@@ -47,6 +47,7 @@ from .checkpoint import claim_run_folder, load_state, save_model, save_state
 from .log import MetricLog, NullLog
 from .ranks import DistributedError
 from .resume import apply_changes, recorded_train_config
+from .rng import rng_state, set_rng_state
 from .shards import check_resume, data_parallel
 
 
@@ -122,19 +123,6 @@ def _bad_step(loss: torch.Tensor, model: torch.nn.Module, normalize: bool) -> st
     return None
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def hardware(device: torch.device) -> dict[str, Any]:
     """What the run trained on, for model cards."""
     cpu = platform.processor() or platform.machine()
@@ -190,7 +178,7 @@ def train(
         sched.load_state_dict(st["scheduler"])
         check_resume(st["task"], getattr(task, "shards", 1))
         task.load_extra_state(st["task"])
-        _set_rng_state(st["rng"], device)
+        set_rng_state(st["rng"], device)
         start = st["iteration"]
         seconds = st.get("train_seconds", 0.0)
         commands, changes = st.get("commands", []), st.get("changes", [])
@@ -223,7 +211,7 @@ def train(
             save_state(state_path, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "task": extra,
-                "rng": _rng_state(device), "iteration": it, "train_seconds": seconds,
+                "rng": rng_state(device), "iteration": it, "train_seconds": seconds,
                 "commands": commands, "task_config": task.config_dict(),
                 "train": asdict(cfg), "changes": changes,
             })
@@ -275,7 +263,7 @@ def train(
                disable=not progress or not ranks.main, desc="train")
     t0, losses = time.perf_counter(), []
     deadline = time.monotonic() + 60 * cfg.minutes if cfg.minutes > 0 else math.inf
-    done, rng = start, _rng_state(device)  # the last finished iteration and the RNG after it
+    done, rng = start, rng_state(device)  # the last finished iteration and the RNG after it
     with _sigterm_as_ctrl_c():
         try:
             for it in bar:
@@ -288,7 +276,7 @@ def train(
                     with warnings.catch_warnings():  # "scheduler stepped before the optimizer"
                         warnings.simplefilter("ignore", UserWarning)
                         sched.step()
-                    done, rng = it + 1, _rng_state(device)
+                    done, rng = it + 1, rng_state(device)
                     bad_run.append(it + 1)
                     lr = rollback(bad, it + 1)
                     last_one = it + 1 == cfg.iterations
@@ -305,7 +293,7 @@ def train(
                 bad_run.clear()
                 opt.step()
                 sched.step()
-                done, rng = it + 1, _rng_state(device)
+                done, rng = it + 1, rng_state(device)
                 losses.append(loss.item())
                 out_of_time = ranks.any(time.monotonic() >= deadline and it + 1 < cfg.iterations)
                 end = out_of_time or it + 1 == cfg.iterations
@@ -333,7 +321,7 @@ def train(
             raise DistributedError(f"{e}; this process stopped too; {kept}; continue with --resume") from e
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep every finished iteration, then stop
             if done > start and ranks.world == 1:  # with several processes: the last checkpoint
-                _set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
+                set_rng_state(rng, device)  # an unfinished iteration's random draws leave no trace
                 checkpoint(done)
             log.close()
             if saved_at:

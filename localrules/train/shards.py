@@ -27,24 +27,12 @@ from typing import Any
 import torch
 
 from .ranks import Ranks, from_env
+from .rng import rng_state, set_rng_state
 
 
 def shard_seed(seed: int, s: int) -> int:
     """The seed of shard s's random stream."""
     return (seed * 1_000_003 + 7_919 * (s + 1)) % (2**63)
-
-
-def _rng(device: torch.device) -> dict[str, Any]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _cpu(obj: Any) -> Any:
@@ -106,13 +94,13 @@ class ShardedTask:
         self.task, self.model, self.ranks, self.shards, self.device = task, task.model, ranks, shards, device
         per = shards // ranks.world
         self.ids = list(range(ranks.rank * per, (ranks.rank + 1) * per))
-        outer = _rng(device)
+        outer = rng_state(device)
         self.parts, self.rngs = [], []
         for s in self.ids:
             torch.manual_seed(shard_seed(seed, s))
             self.parts.append(task.shard(shards))
-            self.rngs.append(_rng(device))
-        _set_rng(outer, device)
+            self.rngs.append(rng_state(device))
+        set_rng_state(outer, device)
         self.step = _LocalStep(self)
         self.forward = self.step
         if ranks.world > 1:
@@ -125,13 +113,13 @@ class ShardedTask:
     @contextmanager
     def stream(self, i: int):
         """Draw from local shard i's random stream inside the block."""
-        outer = _rng(self.device)
-        _set_rng(self.rngs[i], self.device)
+        outer = rng_state(self.device)
+        set_rng_state(self.rngs[i], self.device)
         try:
             yield
         finally:
-            self.rngs[i] = _rng(self.device)
-            _set_rng(outer, self.device)
+            self.rngs[i] = rng_state(self.device)
+            set_rng_state(outer, self.device)
 
     def training_loss(self, steps: int):
         """-> (loss whose value is the mean over all K shards and whose gradient is this process's
