@@ -5,25 +5,13 @@ import torch
 import pytest
 from typer.testing import CliRunner
 
-from localrules.cli.main import app, cli
+from localrules.cli.main import app
 from localrules.tasks import mnist_selfclassify as ms
 from localrules.tasks.metanca import load as mn_load
 from localrules.train.checkpoint import save_model
 from dataclasses import asdict
 
 runner = CliRunner()
-
-
-def _cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``localrules ARGS`` through the console entry point, which
-    turns a failure into one line (CliRunner on ``app`` would catch the exception instead)."""
-    try:
-        cli(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_help_lists_commands():
@@ -59,7 +47,7 @@ def test_eval_user_arrays_writes_json_and_plots(tmp_path, small_digits, untraine
         assert (tmp_path / "plots" / f).stat().st_size > 0
 
 
-def test_eval_bad_input_gets_clear_errors(tmp_path, small_digits, untrained_ckpt, capsys):
+def test_eval_bad_input_gets_clear_errors(tmp_path, small_digits, untrained_ckpt, console):
     res = runner.invoke(app, ["eval", "mnist-selfclassify", "--checkpoint", str(tmp_path / "nope.safetensors")])
     assert res.exit_code == 2 and "no checkpoint" in res.output
     x, _ = small_digits
@@ -67,7 +55,7 @@ def test_eval_bad_input_gets_clear_errors(tmp_path, small_digits, untrained_ckpt
     res = runner.invoke(app, ["eval", "mnist-selfclassify", "--checkpoint", str(untrained_ckpt),
                               "--images", str(tmp_path / "x.npy")])
     assert res.exit_code == 2 and "--labels" in res.output
-    code, _, err = _cli(capsys, "eval", "mnist-selfclassify", "--checkpoint", str(untrained_ckpt), "--device", "tpu")
+    code, _, err = console("eval", "mnist-selfclassify", "--checkpoint", str(untrained_ckpt), "--device", "tpu")
     assert code == 2 and err == "error: --device must be auto, cpu or cuda, not 'tpu'\n", err
 
 
@@ -214,10 +202,10 @@ def test_metanca_init_rule_starts_from_saved_weights(tmp_path):
     assert res.exit_code == 2 and "another rule shape" in res.output
 
 
-def test_metanca_bad_arch_is_a_clear_error(tmp_path, capsys):
-    code, _, err = _cli(capsys, "run", "metanca", "--arch", "4,x,3", "--out", str(tmp_path / "a"))
+def test_metanca_bad_arch_is_a_clear_error(tmp_path, console):
+    code, _, err = console("run", "metanca", "--arch", "4,x,3", "--out", str(tmp_path / "a"))
     assert code == 2 and "--arch must be comma-separated integers, got '4,x,3'" in err and "Traceback" not in err, err
-    code, _, err = _cli(capsys, "run", "metanca", "--arch", "5,8,3", "--out", str(tmp_path / "b"), "--iterations", "1",
+    code, _, err = console("run", "metanca", "--arch", "5,8,3", "--out", str(tmp_path / "b"), "--iterations", "1",
                         "--device", "cpu")
     assert code == 2 and err == "error: architecture [5, 8, 3] does not fit iris: it needs 4 inputs and 3 outputs\n", err
     assert not (tmp_path / "b").exists()  # refused before a run folder was made

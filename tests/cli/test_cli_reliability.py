@@ -11,53 +11,42 @@ TINY = ["run", "metanca", "--dataset", "iris", "--arch", "4,8,3", "--steps-min",
         "--samples", "4", "--pool-size", "8", "--device", "cpu"]
 
 
-def _cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``localrules ARGS``."""
-    try:
-        cli(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_a_run_folder_is_kept_unless_overwrite(tmp_path, capsys):
+def test_a_run_folder_is_kept_unless_overwrite(tmp_path, console):
     out = str(tmp_path / "run")
-    assert _cli(capsys, *TINY, "--iterations", "2", "--out", out)[0] == 0
-    code, _, err = _cli(capsys, *TINY, "--iterations", "3", "--out", out)
+    assert console(*TINY, "--iterations", "2", "--out", out)[0] == 0
+    code, _, err = console(*TINY, "--iterations", "3", "--out", out)
     assert code == 2 and err.count("\n") == 1 and "already holds a run" in err and "--overwrite" in err
     assert json.loads((tmp_path / "run" / "model.json").read_text())["iteration"] == 2
-    assert _cli(capsys, *TINY, "--iterations", "3", "--out", out, "--overwrite")[0] == 0
+    assert console(*TINY, "--iterations", "3", "--out", out, "--overwrite")[0] == 0
     assert json.loads((tmp_path / "run" / "model.json").read_text())["iteration"] == 3
 
 
-def test_resume_goes_to_the_recorded_target_and_applies_a_new_lr(tmp_path, capsys):
+def test_resume_goes_to_the_recorded_target_and_applies_a_new_lr(tmp_path, console):
     out = str(tmp_path / "run")
-    assert _cli(capsys, *TINY, "--iterations", "4", "--minutes", "1e-9", "--out", out)[0] == 0
-    code, text, _ = _cli(capsys, *TINY, "--out", out, "--resume")
+    assert console(*TINY, "--iterations", "4", "--minutes", "1e-9", "--out", out)[0] == 0
+    code, text, _ = console(*TINY, "--out", out, "--resume")
     assert code == 0 and "resuming at 1 of 4 iterations" in text, text
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["iteration"] == 4 and meta["train"]["iterations"] == 4 and meta["train"]["minutes"] == 0
-    code, text, _ = _cli(capsys, *TINY, "--out", out, "--resume")
+    code, text, _ = console(*TINY, "--out", out, "--resume")
     assert code == 0 and "nothing to do" in text and "done:" not in text
-    code, text, _ = _cli(capsys, *TINY, "--out", out, "--resume", "--iterations", "6", "--lr", "0.002")
+    code, text, _ = console(*TINY, "--out", out, "--resume", "--iterations", "6", "--lr", "0.002")
     assert code == 0 and "resuming at 4 of 6 iterations with lr 0.001 -> 0.002" in text, text
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["train"]["lr"] == 0.002 and meta["train_changes"] == [{"iteration": 4, "lr": [0.001, 0.002]}]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert rows[-1]["step"] == 6 and rows[-1]["lr"] == 0.002
-    code, _, err = _cli(capsys, *TINY, "--out", out, "--resume", "--iterations", "8", "--seed", "3")
+    code, _, err = console(*TINY, "--out", out, "--resume", "--iterations", "8", "--seed", "3")
     assert code == 2 and "--seed" in err
 
 
-def test_failures_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+def test_failures_are_one_line_and_debug_shows_the_traceback(tmp_path, console, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
     (out / "train_state.pt").write_bytes(b"")
-    code, _, err = _cli(capsys, *TINY, "--out", str(out), "--resume")
+    code, _, err = console(*TINY, "--out", str(out), "--resume")
     assert code == 2 and err.count("\n") == 1 and "train_state.pt is empty or damaged" in err, err
-    code, _, err = _cli(capsys, *TINY, "--steps-min", "5", "--steps-max", "2", "--out", str(tmp_path / "b"))
+    code, _, err = console(*TINY, "--steps-min", "5", "--steps-max", "2", "--out", str(tmp_path / "b"))
     assert code == 2 and err.count("\n") == 1 and "--steps-min <= --steps-max" in err, err
     assert not (tmp_path / "b" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="empty or damaged"):
@@ -77,6 +66,6 @@ def test_failures_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, m
     (["run", "restore", "--iterations", "0"], "--iterations"),
     (["run", "metanca", "--arch", "4,,3"], "--arch"),
 ])
-def test_out_of_range_options_are_refused_by_name(capsys, args, option):
-    code, _, err = _cli(capsys, *args)
+def test_out_of_range_options_are_refused_by_name(console, args, option):
+    code, _, err = console(*args)
     assert code == 2 and option in err, err

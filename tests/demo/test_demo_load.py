@@ -14,28 +14,9 @@ from typer.testing import CliRunner
 
 from localrules.cli.main import app
 from localrules.demo import protocol as P
+from ws_client import receive, run, ws_url
 from localrules.demo import server as S
 
-
-
-def run(coro, timeout=20):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def receive(ws, kind, timeout=5.0, where=None):
-    """The next message of type ``kind`` (optionally satisfying ``where``), skipping others."""
-    async def loop():
-        while True:
-            msg = await ws.receive()
-            assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            data = json.loads(msg.data)
-            if data["type"] == kind and (where is None or where(data)):
-                return data
-    return await asyncio.wait_for(loop(), timeout)
-
-
-def ws_url(server):
-    return server.url.replace("http://", "ws://") + "ws"
 
 
 async def _paused(ws):

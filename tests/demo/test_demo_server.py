@@ -1,7 +1,5 @@
 """The playground server over real HTTP and WebSockets (aiohttp client, no browser), and the CLI."""
 
-import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -14,28 +12,9 @@ from localrules.cli.main import app
 from typer.testing import CliRunner
 
 from localrules.demo import protocol as P
+from ws_client import receive, run, ws_url
 
 runner = CliRunner()
-
-
-def run(coro, timeout=20):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def receive(ws, kind, timeout=5.0, where=None):
-    """The next message of type ``kind`` (optionally satisfying ``where``), skipping others."""
-    async def loop():
-        while True:
-            msg = await ws.receive()
-            assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            data = json.loads(msg.data)
-            if data["type"] == kind and (where is None or where(data)):
-                return data
-    return await asyncio.wait_for(loop(), timeout)
-
-
-def ws_url(server):
-    return server.url.replace("http://", "ws://") + "ws"
 
 
 def test_page_and_script_are_served(sc_server):
