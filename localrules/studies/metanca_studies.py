@@ -109,26 +109,22 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
 
     jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
     bar = progress_bar(total=len(grid), initial=len(grid) - len(todo), disable=not progress, desc="heatmap")
-    if ray:
-        from .ray_cells import run_cells
+    def finished():  # cells as they finish: Ray tasks, worker processes, or this process
+        if ray:
+            from .ray_cells import run_cells
 
-        for c in run_cells(_heatmap_cell, jobs, ray, gpu=torch.device(device).type == "cuda"):
-            done[(c["x"], c["y"])] = c
-            save()
-            bar.update()
-    elif workers > 1:
-        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
-                c = fut.result()
-                done[(c["x"], c["y"])] = c
-                save()
-                bar.update()
-    else:
-        for j in jobs:
-            c = _heatmap_cell(j)
-            done[(c["x"], c["y"])] = c
-            save()
-            bar.update()
+            yield from run_cells(_heatmap_cell, jobs, ray, gpu=torch.device(device).type == "cuda")
+        elif workers > 1:
+            with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
+                    yield fut.result()
+        else:
+            yield from map(_heatmap_cell, jobs)
+
+    for c in finished():
+        done[(c["x"], c["y"])] = c
+        save()
+        bar.update()
     bar.close()
     return save()
 
