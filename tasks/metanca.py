@@ -253,33 +253,65 @@ def networks_per_chunk(n_cells: int, device) -> int:
 @torch.no_grad()
 def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activation="relu",
          every: int = 1, metric=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Apply the rule ``steps`` times; with data, also record ``metric(logits, y)`` every
-    ``every`` steps (default: the (S,) accuracies)."""
+    """Apply the rule ``steps`` times (:func:`rollout`: firing cells only); with data, also
+    record ``metric(logits, y)`` every ``every`` steps (default: the (S,) accuracies)."""
     metric = metric or accuracy
     curve = []
+    uc = code_projection(rule, topo, state.device)
     for t in progress_bar(range(steps), desc="grow", unit="update", leave=False):
-        state = rule.step(topo, state[..., :0], state, None)
+        state = rollout(rule, topo, state, 1, uc)
         if x is not None and ((t + 1) % every == 0 or t + 1 == steps):
             curve.append(metric(task_forward(topo, state, x, activation), y))
     return state, curve
 
 
-def rollout(nca: NCA, topo, state: torch.Tensor, steps: int) -> torch.Tensor:
-    """``nca.rollout`` (the same updates and fire masks from the same RNG state) with U c, the
-    rule's projection of the fixed code c (S or 1, cells, hidden_1), computed once per rollout
-    instead of every step: under autograd this drops a (S * cells, 3 pos_dim) x (3 pos_dim,
-    hidden_1) product and its weight gradient from every step.
+def code_projection(nca: NCA, topo, device=None) -> torch.Tensor | None:
+    """U c: the rule's first-layer projection of the fixed code c, (S * cells or cells, hidden_1);
+    None for a rule without a code input."""
+    rule = nca.rule
+    if not rule.code_dim:
+        return None
+    uc = rule.code(topo.cell_code(rule.code_dim, device))
+    return uc.reshape(-1, uc.shape[-1])
 
-        delta = R_rest(W_1 p + U c + b_1),  state += [u <= fire_rate] * delta
+
+def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | None = None,
+            fires: torch.Tensor | None = None) -> torch.Tensor:
+    """``nca.rollout`` (the same updates and fire masks from the same RNG state), computed for the
+    firing cells only, with U c, the rule's projection of the fixed code c ((S *) cells,
+    hidden_1), computed once per rollout (or given: :func:`code_projection`):
+
+        fire   = [u <= fire_rate]                  u ~ U(0, 1) per cell, drawn before the update
+                                                   (or given: fires (steps, S, cells, 1) bool)
+        delta  = R_rest(W_1 p + U c + b_1)         on the (about fire_rate * S * cells) firing cells
+        state  = state + scatter(delta)            index_add into the flat (S * cells, C) state
+
+    A cell that does not fire adds nothing, so skipping it changes no value and no gradient;
+    the MLP, its activations kept for backward and their gradients shrink by the fire rate
+    (profiled on 2 CPU cores, [784, 100, 100, 10], 8 networks, 6 updates with backward: 2.1x
+    faster than the masked dense update, which also copied every step's in-place ReLU on a view).
     """
     rule = nca.rule
-    uc = rule.code(topo.cell_code(rule.code_dim, state.device)) if rule.code_dim else 0
-    for _ in range(steps):
-        delta = rule.after_first(rule.mlp[0](topo.perceive(state)) + uc)
-        if nca.fire_rate >= 1.0:
-            state = state + delta
+    S, N, C = state.shape
+    if uc is None:
+        uc = code_projection(nca, topo, state.device)
+    for t in range(steps):
+        p = topo.perceive(state).reshape(S * N, -1)
+        if fires is None and nca.fire_rate >= 1.0:
+            idx = None
         else:
-            state = state + delta * (torch.rand(*delta.shape[:-1], 1, device=delta.device) <= nca.fire_rate)
+            fire = torch.rand(S, N, 1, device=state.device) <= nca.fire_rate if fires is None else fires[t]
+            idx = fire.view(-1).nonzero().squeeze(1)
+            p = p.index_select(0, idx)
+        h = rule.mlp[0](p)
+        if uc is not None:
+            if idx is None:
+                h = (h.view(S, N, -1) + uc.view(-1, N, uc.shape[-1])).view(S * N, -1)
+            else:
+                h = h + uc.index_select(0, idx if len(uc) == S * N else idx % N)
+        delta = rule.after_first(h)
+        flat = state.reshape(S * N, C)
+        state = (flat + delta if idx is None else flat.index_add(0, idx, delta)).view(S, N, C)
     return state
 
 

@@ -179,9 +179,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
     y = torch.randint(sizes[-1], (data_batch,), device=device)
 
     def engine(run_backward=True):
-        s = state0
-        for t in range(steps):
-            s = rule.step(topo, s[..., :0], s, None, fire=fires[t])
+        s = mn.rollout(rule, topo, state0, steps, fires=fires)  # the meta-training update
         loss = None
         if run_backward:
             loss = F.cross_entropy(mn.task_forward(topo, s, x, "relu").flatten(0, 1), y.repeat(samples))
@@ -232,9 +230,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
     def grow():  # how the studies grow networks: in cache-sized chunks
         with torch.inference_mode():
             for lo in range(0, samples, chunk):
-                s = state0[lo : lo + chunk]
-                for t in range(steps):
-                    s = rule.step(topo, s[..., :0], s, None, fire=fires[t, lo : lo + chunk])
+                mn.rollout(rule, topo, state0[lo : lo + chunk], steps, fires=fires[:, lo : lo + chunk])
 
     evals = {"engine": _row(_time(grow, repeats, device), cells, _flops(grow)),
              "reference": _row(_time(no_grad(loop), repeats, device), cells, _flops(no_grad(loop)))}

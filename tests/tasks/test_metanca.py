@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from localrules.core.weightgraph import Block, DenseLayers, WeightGraph
 from localrules.data.tabular import load_split
@@ -316,6 +317,40 @@ def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code
     b = rule.rollout(grown, state[..., :0], state, None, 4)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, state)
+
+
+@pytest.mark.parametrize("fire_rate", [0.5, 1.0])
+def test_rollout_of_firing_cells_only_gives_the_masked_update_gradients(fire_rate):
+    cfg = mn.Config(fire_rate=fire_rate)
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    topo = DenseLayers([5, 6, 4, 3])
+    state = mn.init_networks(topo, 3, cfg)
+    x, y = torch.randn(7, 5), torch.randint(3, (7,))
+    grads = []
+    for fast in (True, False):
+        rule.zero_grad()
+        torch.manual_seed(4)
+        end = mn.rollout(rule, topo, state, 3) if fast else rule.rollout(topo, state[..., :0], state, None, 3)
+        F.cross_entropy(mn.task_forward(topo, end, x, "tanh").flatten(0, 1), y.repeat(3)).backward()
+        grads.append([p.grad.clone() for p in rule.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    assert any(g.abs().sum() > 0 for g in grads[0])
+
+
+def test_grow_equals_stepping_the_nca():
+    cfg = mn.Config()
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    topo = DenseLayers([5, 6, 4, 3])
+    state = mn.init_networks(topo, 3, cfg)
+    torch.manual_seed(5)
+    grown, _ = mn.grow(rule, topo, state, 4)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        stepped = rule.rollout(topo, state[..., :0], state, None, 4)
+    torch.testing.assert_close(grown, stepped)
 
 
 def test_accuracy_stability_by_hand():
