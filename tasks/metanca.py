@@ -70,6 +70,7 @@ class Config:
     arch_range: tuple[int, ...] = ()  # (lo, hi): meta-train on hidden widths drawn from lo..hi
     arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
     arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
+    hidden_clip: float = 0.0  # |h| <= hidden_clip after every update (0: unbounded, as rules before stage 4)
 
     @property
     def channels(self) -> int:
@@ -92,6 +93,8 @@ class Config:
             raise ValueError(f"arch_range must be (lo, hi) with 1 <= lo <= hi, not {self.arch_range}")
         if self.hidden_span < 0:
             raise ValueError("hidden_span must be >= 0")
+        if self.hidden_clip < 0:
+            raise ValueError("hidden_clip must be >= 0 (0: unbounded hidden states)")
         if self.arch_pools < 1 or not 0 <= self.arch_redraw <= 1:
             raise ValueError("arch_pools must be >= 1 and arch_redraw in [0, 1]")
         return self
@@ -109,7 +112,9 @@ def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
     n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
     rule = Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False, code_dim=3 * cfg.pos_dim)
-    return NCA(None, rule, cfg.fire_rate)
+    nca = NCA(None, rule, cfg.fire_rate)
+    nca.hidden_clip = cfg.hidden_clip  # read by rollout
+    return nca
 
 
 def topology(sizes, engine: str = "dense"):
@@ -285,6 +290,7 @@ def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | 
                                                    (or given: fires (steps, S, cells, 1) bool)
         delta  = R_rest(W_1 p + U c + b_1)         on the (about fire_rate * S * cells) firing cells
         state  = state + scatter(delta)            index_add into the flat (S * cells, C) state
+        h      = clamp(h, -hidden_clip, hidden_clip)   with nca.hidden_clip > 0 (Config.hidden_clip)
 
     A cell that does not fire adds nothing, so skipping it changes no value and no gradient;
     the MLP, its activations kept for backward and their gradients shrink by the fire rate
@@ -295,6 +301,7 @@ def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | 
     S, N, C = state.shape
     if uc is None:
         uc = code_projection(nca, topo, state.device)
+    clip = getattr(nca, "hidden_clip", 0.0)
     for t in range(steps):
         p = topo.perceive(state).reshape(S * N, -1)
         if fires is None and nca.fire_rate >= 1.0:
@@ -312,6 +319,8 @@ def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | 
         delta = rule.after_first(h)
         flat = state.reshape(S * N, C)
         state = (flat + delta if idx is None else flat.index_add(0, idx, delta)).view(S, N, C)
+        if clip:
+            state = torch.cat([state[..., :1], state[..., 1:].clamp(-clip, clip)], -1)
     return state
 
 

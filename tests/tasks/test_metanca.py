@@ -1,5 +1,5 @@
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -241,10 +241,14 @@ def test_the_rule_reads_each_cells_fixed_positional_code():
     torch.testing.assert_close(new[0], new[1])
 
 
-def test_checkpoints_without_the_new_keys_load_with_the_index_code():
-    # the shipped rule's config predates hidden_code / arch_range: it keeps the shared index code
-    rule, cfg, _ = mn.load(mn.PRETRAINED_PATH)
-    assert cfg.hidden_code == "index" and cfg.arch_range == () and cfg.hidden_span == 0
+def test_checkpoints_without_the_new_keys_load_with_the_index_code_and_no_clip():
+    # configs written before hidden_code / arch_range / hidden_clip keep the shared index code, unbounded h
+    old = {k: v for k, v in asdict(mn.Config(archs=((784, 12, 10, 10),))).items()
+           if k not in ("hidden_code", "hidden_span", "arch_range", "arch_pools", "arch_redraw", "hidden_clip")}
+    cfg = mn.Config.from_dict(old)
+    assert cfg.hidden_code == "index" and cfg.arch_range == () and cfg.hidden_span == 0 and cfg.hidden_clip == 0
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
     topo = DenseLayers([784, 12, 10, 10])
     assert mn.new_positions(topo, 3, cfg) is None and mn.coded(topo, cfg, None) is topo
     state = mn.init_networks(topo, 2, cfg)
@@ -253,6 +257,24 @@ def test_checkpoints_without_the_new_keys_load_with_the_index_code():
     torch.manual_seed(1)
     b, _ = mn.grow(rule, topo, state, 3)  # the path before issue 17
     torch.testing.assert_close(a, b)
+
+
+def test_hidden_clip_bounds_the_hidden_state_and_not_the_weights():
+    cfg = mn.Config(hidden_clip=0.5)
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=2.0)
+    torch.nn.init.normal_(rule.rule.mlp[-1].bias, std=2.0)
+    topo = DenseLayers([5, 6, 4, 3])
+    state = mn.init_networks(topo, 3, cfg)
+    torch.manual_seed(0)
+    clipped = mn.rollout(rule, topo, state, 4)
+    assert clipped[..., 1:].abs().max() <= 0.5 and clipped[..., :1].abs().max() > 0.5
+    rule.hidden_clip = 0.0
+    torch.manual_seed(0)
+    free = mn.rollout(rule, topo, state, 4)
+    assert free[..., 1:].abs().max() > 0.5  # the bound is what kept them in
+    with pytest.raises(ValueError, match="hidden_clip"):
+        mn.Config(hidden_clip=-1.0).validate()
 
 
 def test_random_hidden_code_per_network_in_the_rule_step():
