@@ -281,6 +281,7 @@ def study_stability(
     steps_max: int = typer.Option(50, help="Most rule updates per meta-training iteration (fewest: 10)."),
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
     checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10)."),
+    hidden_clip: Optional[float] = typer.Option(None, min=0.0, help="With --checkpoint: bound the rule's hidden states to [-CLIP, CLIP] after every update instead of the rule's own bound (0: unbounded), e.g. to measure a rule trained without one."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -298,12 +299,15 @@ def study_stability(
         from localrules.studies.metanca_studies import accuracy_curve, accuracy_stability
 
         rule, cfg, _ = mn.load(checkpoint, dev)
+        if hidden_clip is not None:
+            rule.hidden_clip = hidden_clip
         data = load_split(cfg.dataset, cfg.split_seed, data_dir)
         if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
             raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
                                      param_hint="--arch")
         acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
         res = {"checkpoint": str(checkpoint), "arch": list(sizes), "samples": samples, "horizon": horizon,
+               "hidden_clip": rule.hidden_clip,
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
         (out / "accuracy_stability.json").write_text(json.dumps(res, indent=1))

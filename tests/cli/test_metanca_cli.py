@@ -68,6 +68,13 @@ def test_stability_of_a_given_rule(tmp_path, mnist_dir, shipped):
     out = json.loads((tmp_path / "accuracy_stability.json").read_text())
     assert len(out["accuracy_curve"]) == 5 and max(out["accuracy_curve"]) == out["best_accuracy"]
     assert not (tmp_path / "sample_pooling").exists()  # no rule was meta-trained
+    assert out["hidden_clip"] == mn.load(shipped)[1].hidden_clip
+    res = runner.invoke(app, ["study", "stability", "--checkpoint", shipped, "--dataset", "mnist", "--arch",
+                              "784,10,10,10", "--horizon", "5", "--samples", "2", "--out", str(tmp_path / "c"),
+                              "--hidden-clip", "0.1", "--data-dir", str(mnist_dir), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    clipped = json.loads((tmp_path / "c" / "accuracy_stability.json").read_text())
+    assert clipped["hidden_clip"] == 0.1 and clipped["accuracy_curve"] != out["accuracy_curve"]
 
 
 def test_stability_meta_trains_with_and_without_pooling_on_iris(tmp_path):
