@@ -8,6 +8,7 @@ architectures, updates them:
     p          = [w, h, w_f, h_f, w_b, h_b]         (see localrules.core.weightgraph)
     dw, dh     = R(p, c)                            MLP: W_1 p + U c -> hidden -> 1+H, last layer zero-init
     [w, h]    += [u <= fire_rate] * [dw, dh]
+    h          = clamp(h, -hidden_clip, hidden_clip)   (Config.hidden_clip > 0; rules from stage 4 on)
 
 R is not conditioned on data. Meta-training samples task networks (random weights N(0, 1/fan_in)
 and hidden states N(0, h_init_std^2)), applies R for a random number of steps, and
@@ -21,6 +22,10 @@ units are tanh by default: with ReLU the rule's first move was to kill every hid
 (loss ln 10, zero gradients), a saddle it never left. The code is an input of R, not part of
 h: R cannot overwrite it, and U c is computed once per step for all sampled networks, which
 makes a training step about 3x cheaper than carrying the 60 code channels in every h.
+
+Unbounded, h drifts: the stage-3 rule adds about 0.03 to |h| per update, past anything seen in
+meta-training (4-8-update rollouts from a pool), and its grown networks collapse after about
+100 updates; the clamp keeps h where the rule was trained and the networks at their accuracy.
 """
 
 from __future__ import annotations
