@@ -145,6 +145,15 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _meta_archs(cfg) -> str:
+    """The meta-training architectures as the card names them."""
+    archs = [list(a) for a in cfg.archs]
+    if not cfg.arch_range:
+        return str(archs)
+    lo, hi = cfg.arch_range
+    return f"the shapes of {archs} with every hidden width drawn from {lo}..{hi}"
+
+
 def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = "") -> str:
     """Markdown model card for a MetaNCA rule: accuracy on its meta-training architectures and
     the summaries of the given studies ({"heatmap": ..., "zeroout": ...} JSON results)."""
@@ -153,8 +162,10 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
     rule, cfg, meta = mn.load(checkpoint)
     lines = [f"# MetaNCA rule ({cfg.dataset})", "",
              f"A local rule of {sum(p.numel() for p in rule.parameters()):,} parameters that grows the weights of "
-             f"feed-forward task networks; meta-trained on {[list(a) for a in cfg.archs]} for "
-             f"{meta.get('iteration', '?')} iterations.", "", "## Training", ""] + training_lines(meta)
+             f"feed-forward task networks; meta-trained on {_meta_archs(cfg)} for "
+             f"{meta.get('iteration', '?')} iterations"
+             + (f", hidden states bounded to [-{cfg.hidden_clip:g}, {cfg.hidden_clip:g}]" if cfg.hidden_clip else "")
+             + ".", "", "## Training", ""] + training_lines(meta)
     lines += ["## Evaluation", "", f"`localrules eval metanca`: {res['samples']} networks per architecture grown "
               f"from random initialisations for {res['steps']} rule updates; test accuracy on the held-out split.",
               ""]
@@ -185,6 +196,12 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
             back = zo["updates_to_within_0.02"]
             lines[-1] += (f" Best after {zo['accuracy_best_after']:.4f}; "
                           + (f"back within 0.02 of before after {back} updates." if back else "never back within 0.02."))
+            late = zo["accuracy"][zo["zero_out_at"] + 10:]  # [zero_out_at]: just after the damage
+            if late:
+                low = min(late)
+                lines[-1] += (f" From 10 updates after the damage on, the lowest is {low:.4f}: "
+                              + ("within" if low >= zo["accuracy_before"] - 0.02 else "not within")
+                              + " 0.02 of before at every update.")
     if notes:
         lines += ["", "## Notes", "", notes]
     return "\n".join(lines) + "\n"
