@@ -234,6 +234,7 @@ def study_zeroout(
     steps_before: int = typer.Option(30, help="Rule updates before the zero-out."),
     steps_after: int = typer.Option(60, help="Rule updates after it."),
     frac: float = typer.Option(0.3, help="Fraction of the other weights zeroed besides one whole layer."),
+    hidden_clip: Optional[float] = typer.Option(None, min=0.0, help="Bound the rule's hidden states to [-CLIP, CLIP] after every update instead of the rule's own bound (0: unbounded), e.g. to measure a rule trained without one."),
     json_out: Path = typer.Option(Path("runs/zeroout.json"), "--json"),
     png: Optional[Path] = typer.Option(None, help="Accuracy-over-updates figure."),
     seed: int = typer.Option(0),
@@ -248,8 +249,13 @@ def study_zeroout(
     from localrules.tasks import metanca as mn
 
     checkpoint = checkpoint or mn.PRETRAINED_PATH
+    if ray and hidden_clip is not None:
+        raise typer.BadParameter("Ray tasks load the rule as saved; drop --ray to measure it under another bound",
+                                 param_hint="--hidden-clip")
     dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
+    if hidden_clip is not None:
+        rule.hidden_clip = hidden_clip
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     if ray:

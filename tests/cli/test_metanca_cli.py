@@ -30,7 +30,15 @@ def test_studies_default_to_the_shipped_rule(tmp_path, mnist_dir, shipped):
     res = runner.invoke(app, ["study", "zeroout", "--samples", "2", "--steps-before", "1", "--steps-after", "1",
                               "--json", str(zo), *common])
     assert res.exit_code == 0, res.output
-    assert json.loads(zo.read_text())["sizes"] == list(mn.load(shipped)[1].archs[0])
+    z = json.loads(zo.read_text())
+    assert z["sizes"] == list(mn.load(shipped)[1].archs[0]) and z["hidden_clip"] == mn.load(shipped)[1].hidden_clip
+    res = runner.invoke(app, ["study", "zeroout", "--samples", "2", "--steps-before", "1", "--steps-after", "1",
+                              "--hidden-clip", "0.1", "--json", str(zo), *common])
+    assert res.exit_code == 0, res.output
+    clipped = json.loads(zo.read_text())
+    assert clipped["hidden_clip"] == 0.1 and clipped["accuracy"] != z["accuracy"]
+    res = runner.invoke(app, ["study", "zeroout", "--hidden-clip", "0.1", "--ray", "auto", *common])
+    assert res.exit_code == 2 and "--hidden-clip" in res.output
     tr = tmp_path / "tr.json"
     res = runner.invoke(app, ["study", "transfer", "--samples", "2", "--steps", "1", "--json", str(tr), *common])
     assert res.exit_code == 0, res.output
