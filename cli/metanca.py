@@ -67,7 +67,7 @@ def run_metanca(
     data_conditioned: bool = typer.Option(False, "--data-conditioned", help="Beyond the abstract: the rule also reads neuron activations and errors on a data batch (a learned local learning rule)."),
     hidden_code: str = typer.Option("index", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule) or random (a random position per neuron drawn when a network is initialised: no dependence on the layer's width)."),
     hidden_span: float = typer.Option(0.0, help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it)."),
-    hidden_clip: float = typer.Option(0.0, min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the shipped stage-3 rule's hidden states drift about 0.03 per update and its grown networks fall apart after about 100 updates; with 2.5 they hold."),
+    hidden_clip: float = typer.Option(0.0, min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the stage-3 rule's hidden states keep growing and its grown networks fall apart after about 100 updates; bounded at 2.5 the same weights hold for 500."),
     arch_range: Optional[str] = typer.Option(None, help="LO,HI: meta-train on hidden widths drawn uniformly from LO..HI (depth, inputs and outputs from --arch) instead of the fixed --arch list."),
     arch_pools: int = typer.Option(4, help="With --arch-range and pooling: pools of random architectures kept at once."),
     arch_redraw: float = typer.Option(0.05, help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),

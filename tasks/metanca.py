@@ -23,7 +23,7 @@ units are tanh by default: with ReLU the rule's first move was to kill every hid
 h: R cannot overwrite it, and U c is computed once per step for all sampled networks, which
 makes a training step about 3x cheaper than carrying the 60 code channels in every h.
 
-Unbounded, h drifts: the stage-3 rule adds about 0.03 to |h| per update, past anything seen in
+Unbounded, h drifts: under the stage-3 rule |h| keeps growing, past anything seen in
 meta-training (4-8-update rollouts from a pool), and its grown networks collapse after about
 100 updates; the clamp keeps h where the rule was trained and the networks at their accuracy.
 """
