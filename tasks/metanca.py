@@ -299,7 +299,7 @@ def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | 
 
     A cell that does not fire adds nothing, so skipping it changes no value and no gradient;
     the MLP, its activations kept for backward and their gradients shrink by the fire rate
-    (profiled on 2 CPU cores, [784, 100, 100, 10], 8 networks, 6 updates with backward: 2.1x
+    (profiled on 2 CPU cores, [784, 100, 100, 10], 8 networks, 6 updates with backward: about 2x
     faster than the masked dense update, which also copied every step's in-place ReLU on a view).
     """
     rule = nca.rule
