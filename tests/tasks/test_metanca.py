@@ -5,10 +5,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from localrules.core import NCA
 from localrules.core.weightgraph import Block, DenseLayers, WeightGraph
 from localrules.data.tabular import load_split
 from localrules.tasks import metanca as mn
 from localrules.train.loop import TrainConfig, train
+
+
+def _moving_rule(cfg: mn.Config) -> NCA:
+    """The rule of ``cfg`` with its zero-initialised last layer drawn N(0, 0.1^2), so it moves states."""
+    rule = mn.build_rule(cfg)
+    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    return rule
 
 
 def test_task_forward_matches_torch_mlp():
@@ -35,8 +43,7 @@ def test_task_forward_on_a_dag():
 
 def test_dense_and_graph_engines_step_equal():
     cfg = mn.Config()
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     d, g = DenseLayers([4, 6, 3]), WeightGraph([4, 6, 3])
     state = mn.init_networks(d, 3, cfg)
     fire = torch.rand(3, d.n_cells, 1) < 0.5
@@ -231,8 +238,7 @@ def test_zeroout_recovery_numbers_by_hand(monkeypatch):
 
 def test_the_rule_reads_each_cells_fixed_positional_code():
     cfg = mn.Config()
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([6, 5, 3])
     state = torch.zeros(2, topo.n_cells, cfg.channels)  # every cell in the same state
     new = rule.step(topo, state[..., :0], state, None, fire=torch.ones(2, topo.n_cells, 1, dtype=torch.bool))
@@ -247,8 +253,7 @@ def test_checkpoints_without_the_new_keys_load_with_the_index_code_and_no_clip()
            if k not in ("hidden_code", "hidden_span", "arch_range", "arch_pools", "arch_redraw", "hidden_clip")}
     cfg = mn.Config.from_dict(old)
     assert cfg.hidden_code == "index" and cfg.arch_range == () and cfg.hidden_span == 0 and cfg.hidden_clip == 0
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([784, 12, 10, 10])
     assert mn.new_positions(topo, 3, cfg) is None and mn.coded(topo, cfg, None) is topo
     state = mn.init_networks(topo, 2, cfg)
@@ -279,8 +284,7 @@ def test_hidden_clip_bounds_the_hidden_state_and_not_the_weights():
 
 def test_random_hidden_code_per_network_in_the_rule_step():
     cfg = mn.Config(hidden_code="random", hidden_span=100)
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([6, 5, 3])
     pos = mn.new_positions(topo, 2, cfg)
     state = torch.zeros(2, topo.n_cells, cfg.channels)  # both networks in the same state
@@ -328,8 +332,7 @@ def test_random_architectures_without_pooling_change_every_iteration():
 @pytest.mark.parametrize("hidden_code", ["index", "random"])
 def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code):
     cfg = mn.Config(hidden_code=hidden_code)
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     grown = mn.coded(topo, cfg, mn.new_positions(topo, 3, cfg))
@@ -344,8 +347,7 @@ def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code
 @pytest.mark.parametrize("fire_rate", [0.5, 1.0])
 def test_rollout_of_firing_cells_only_gives_the_masked_update_gradients(fire_rate):
     cfg = mn.Config(fire_rate=fire_rate)
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     x, y = torch.randn(7, 5), torch.randint(3, (7,))
@@ -363,8 +365,7 @@ def test_rollout_of_firing_cells_only_gives_the_masked_update_gradients(fire_rat
 
 def test_grow_equals_stepping_the_nca():
     cfg = mn.Config()
-    rule = mn.build_rule(cfg)
-    torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
+    rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     torch.manual_seed(5)
