@@ -198,8 +198,6 @@ class DataConditioned:
     (the variant the MetaNCA abstract names as future work: R becomes a learned local learning
     rule). p = [x, x_f, x_b, signals]: (S, cells, 3C + 4)."""
 
-    project = None  # the perception carries extra signals: the rule reads it whole
-
     def __init__(self, topo, x: torch.Tensor, y: torch.Tensor, activation: str, batch: int = 64):
         self.topo, self.x, self.y, self.activation, self.batch = topo, x, y, activation, batch
 

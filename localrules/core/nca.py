@@ -28,11 +28,6 @@ class NCA(nn.Module):
         without fixed channels passes ``fixed=None``."""
         x = state if fixed is None else torch.cat([fixed, state], dim=-1)
         code = topology.cell_code(self.rule.code_dim, x.device) if self.rule.code_dim else None
-        project = getattr(topology, "project", None)
-        if project is not None and self.rule.first is not None and not torch.is_grad_enabled():
-            # inference: the topology applies the first layer without building p (same result)
-            h = project(x, self.rule.first)
-            return self.rule.after_first(h if code is None else h + self.rule.code(code))
         return self.rule(topology.perceive(x, self.perception), code)
 
     def step(

@@ -37,11 +37,6 @@ class Rule(nn.Module):
             return self.mlp(p)
         return self.after_first(self.mlp[0](p) + self.code(code))
 
-    @property
-    def first(self) -> nn.Linear | None:
-        """The first layer when it reads p directly (no input activation), else None."""
-        return self.mlp[0] if isinstance(self.mlp[0], nn.Linear) else None
-
     def after_first(self, h: torch.Tensor) -> torch.Tensor:
         """The rest of the MLP, given h = first(p)."""
         return self.mlp[1:](h)

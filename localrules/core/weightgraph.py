@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch_geometric.utils import scatter
 
 
@@ -133,29 +132,6 @@ class DenseLayers(_CellCode):
                 xb = m.new_zeros(S, o, i, C)
             out.append(torch.cat([m, xf, xb], -1).reshape(S, o * i, 3 * C))
         return torch.cat(out, 1)
-
-    def project(self, x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
-        """``linear(perceive(x))`` without building the (S, cells, 3C) perception (inference).
-
-        With linear.weight = [A | F | B]: A x + b per cell, plus F x_f once per neuron broadcast
-        over the row of weights entering it and B x_b once per neuron broadcast over the column
-        leaving it. 2.7x faster growth on a CPU; under autograd the in-place adds cost more
-        than they save, so training uses :meth:`perceive`.
-        """
-        C = x.shape[-1]
-        A, Fw, Bw = linear.weight.split(C, dim=1)
-        mats = self.split(x)
-        h = F.linear(x, A, linear.bias)  # (S, cells, hidden)
-        start = 0
-        for l, m in enumerate(mats):
-            S, o, i, _ = m.shape
-            hl = h.narrow(1, start, o * i).view(S, o, i, -1)
-            start += o * i
-            if l + 1 < len(mats):
-                hl += F.linear(mats[l + 1][:, :, :o].mean(1), Fw)[:, :, None]  # (S, o, 1, hidden)
-            if l > 0:
-                hl += F.pad(F.linear(mats[l - 1].mean(2), Bw), (0, 0, 0, 1))[:, None]  # bias neuron: no inputs
-        return h
 
 
 class WeightGraph(_CellCode):

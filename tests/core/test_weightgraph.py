@@ -34,15 +34,6 @@ def test_dense_equals_graph_on_chains():
         torch.testing.assert_close(positional_code(dense, 4), positional_code(graph, 4))
 
 
-@torch.no_grad()
-def test_projected_perception_equals_the_first_layer_on_the_full_perception():
-    for sizes in ([4, 3, 2], [7, 5, 6, 3], [2, 1]):
-        dense = DenseLayers(sizes)
-        x = torch.randn(3, dense.n_cells, 5)
-        lin = torch.nn.Linear(15, 8)
-        torch.testing.assert_close(dense.project(x, lin), lin(dense.perceive(x)))
-
-
 def test_graph_runs_a_dag_with_a_skip_connection():
     # 3 -> 2 -> 2 plus a skip 3 -> 2 (layer 0 -> layer 2); the skip block has no bias
     g = WeightGraph([3, 2, 2], [Block(0, 1), Block(0, 2), Block(1, 2)])
