@@ -30,8 +30,8 @@ def test_studies_default_to_the_shipped_rule(tmp_path, mnist_dir, shipped):
     res = runner.invoke(app, ["study", "zeroout", "--samples", "2", "--steps-before", "1", "--steps-after", "1",
                               "--json", str(zo), *common])
     assert res.exit_code == 0, res.output
-    z = json.loads(zo.read_text())
-    assert z["sizes"] == list(mn.load(shipped)[1].archs[0]) and z["hidden_clip"] == mn.load(shipped)[1].hidden_clip
+    z, cfg = json.loads(zo.read_text()), mn.load(shipped)[1]
+    assert z["sizes"] == list(cfg.archs[0]) and z["hidden_clip"] == cfg.hidden_clip
     res = runner.invoke(app, ["study", "zeroout", "--samples", "2", "--steps-before", "1", "--steps-after", "1",
                               "--hidden-clip", "0.1", "--json", str(zo), *common])
     assert res.exit_code == 0, res.output
