@@ -11,6 +11,7 @@ collectives cost nothing.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -116,5 +117,14 @@ def from_env(device: torch.device) -> Ranks:
 
 
 def _leave() -> None:
+    """At exit: free what still holds the group, then destroy it, while the interpreter is alive.
+
+    A DistributedDataParallel wrapper left in a reference cycle keeps the gloo group (and its worker
+    threads) alive past ``destroy_process_group`` until interpreter finalization, where a worker that
+    drops a tensor needs the GIL and the process aborts ("terminate called without an active
+    exception", SIGABRT): 1 run in 30 after a peer died (pytorch/pytorch#190489). Collecting first
+    ends the threads here.
+    """
+    gc.collect()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
