@@ -46,7 +46,7 @@ def run_metanca(
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr applies from the resume iteration on and is recorded."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    init_rule: Optional[Path] = typer.Option(None, help="Start from the weights of this rule checkpoint (.safetensors) with a fresh pool and optimizer, e.g. to continue the shipped rule on a GPU; its architecture options must match."),
+    init_rule: Optional[Path] = typer.Option(None, help="Start from the weights of this rule checkpoint (.safetensors) with a fresh pool and optimizer, e.g. to continue the shipped rule on a GPU; its architecture options must match (a plain rule may start a --data-conditioned one: it reads the data signals with zero weights at first)."),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: grow networks with the shipped MNIST rule and report their test accuracy (see also `localrules eval metanca`)."),
     iterations: int = typer.Option(2000, help="Meta-training iterations."),
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
@@ -116,10 +116,19 @@ def run_metanca(
 
 
 def _init_from(task, path: Path) -> None:
-    """Load a saved rule's weights into ``task.model``; the rule's shape options must agree."""
+    """Load a saved rule's weights into ``task.model``; the rule's shape options must agree, except
+    that a plain rule starts a --data-conditioned one (its signal inputs weighted 0)."""
+    from dataclasses import replace
+
     from localrules.tasks import metanca as mn
 
-    init_weights(task, path, mn.load, ("pos_dim", "hidden", "rule_hidden", "data_conditioned"), "--init-rule", "rule")
+    def load(p):
+        rule, cfg, meta = mn.load(p)
+        if task.cfg.data_conditioned and not cfg.data_conditioned:
+            rule, cfg = mn.with_data_inputs(rule, cfg), replace(cfg, data_conditioned=True)
+        return rule, cfg, meta
+
+    init_weights(task, path, load, ("pos_dim", "hidden", "rule_hidden", "data_conditioned"), "--init-rule", "rule")
 
 
 def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_dir, adam_epochs: float = 0.0) -> dict:

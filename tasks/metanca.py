@@ -122,6 +122,18 @@ def build_rule(cfg: Config) -> NCA:
     return nca
 
 
+def with_data_inputs(rule: NCA, cfg: Config) -> NCA:
+    """A data-conditioned copy of a plain rule that makes the same updates: its first layer reads
+    the four neuron signals with zero weights, W' = [W, 0] of shape (hidden0, 3C + 4), so
+    meta-training the variant starts where the plain rule is."""
+    out = build_rule(replace(cfg, data_conditioned=True))
+    state = rule.state_dict()
+    w = state["rule.mlp.0.weight"]
+    state["rule.mlp.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 4)], 1)
+    out.load_state_dict(state)
+    return out
+
+
 def topology(sizes, engine: str = "dense"):
     return DenseLayers(sizes) if engine == "dense" else WeightGraph(sizes)
 

@@ -200,6 +200,12 @@ def test_metanca_init_rule_starts_from_saved_weights(tmp_path):
     res = runner.invoke(app, base + ["--iterations", "1", "--hidden", "4", "--init-rule", rule,
                                      "--out", str(tmp_path / "c")])
     assert res.exit_code == 2 and "another rule shape" in res.output
+    res = runner.invoke(app, base + ["--iterations", "1", "--lr", "0", "--data-conditioned", "--init-rule", rule,
+                                     "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    d = load_file(str(tmp_path / "d" / "model.safetensors"))
+    w = d["rule.mlp.0.weight"]
+    assert torch.equal(w[:, :-4], a["rule.mlp.0.weight"]) and not w[:, -4:].any()
 
 
 def test_metanca_bad_arch_is_a_clear_error(tmp_path, console):

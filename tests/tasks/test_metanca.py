@@ -130,6 +130,18 @@ def test_data_conditioned_variant_trains_on_iris(tmp_path):
     assert (task.model.rule.mlp[0].weight.detach()[:, signals] - w0).abs().mean(0).min() > 1e-3
 
 
+def test_a_plain_rule_starts_its_data_conditioned_variant_with_the_same_updates():
+    cfg = mn.Config(dataset="iris", archs=((4, 8, 3),))
+    plain = _moving_rule(cfg)
+    torch.nn.init.normal_(plain.rule.mlp[0].bias)
+    dc = mn.with_data_inputs(plain, cfg)
+    assert dc.rule.mlp[0].in_features == 3 * cfg.channels + 4
+    p, code = torch.randn(2, 30, 3 * cfg.channels), torch.randn(30, 3 * cfg.pos_dim)
+    signals = torch.rand(2, 30, 4) * 2 - 1
+    torch.testing.assert_close(dc.rule(torch.cat([p, signals], -1), code), plain.rule(p, code), rtol=0, atol=0)
+    assert plain.rule.mlp[0].in_features == 3 * cfg.channels  # the plain rule is left as it was
+
+
 @pytest.mark.parametrize("data_conditioned", [False, True])
 def test_a_data_free_rule_reads_3c_inputs_and_grows_the_same_weights_on_other_data(data_conditioned):
     data = load_split("iris")
