@@ -67,3 +67,16 @@ def test_robust_selfclassifier_matches_its_card_on_changed_digits(mnist_dir):
     assert abs(robust - card["robust"]["accuracy_at_200"]) < 0.08, (robust, card["robust"])
     assert abs(paper - card["paper_model"]["accuracy_at_200"]) < 0.1, (paper, card["paper_model"])
     assert robust > paper + 0.05, (robust, paper)
+
+
+def test_data_conditioned_metanca_rule_matches_its_card(mnist_dir):
+    from localrules.data.tabular import load_split
+    from localrules.studies.metanca_studies import grow_accuracy
+    from localrules.tasks import metanca as mn
+
+    rule, cfg, _ = mn.load(PRETRAINED / "metanca-mnist-dc.safetensors")
+    assert cfg.data_conditioned
+    data = load_split("mnist", cfg.split_seed, mnist_dir)
+    acc = grow_accuracy(rule, cfg, (784, 50, 30, 10), data, samples=2, steps=30).mean().item()
+    card = next(a["mean_accuracy"] for a in _card("metanca-mnist-dc.eval.json")["archs"] if a["arch"] == [784, 50, 30, 10])
+    assert abs(acc - card) < 0.02, (acc, card)
