@@ -221,3 +221,29 @@ def test_a_dying_rank_stops_the_other_and_keeps_the_checkpoint(tmp_path):
     assert f"the last checkpoint (iteration 2) in {tmp_path} is intact; continue with --resume" in msg
     assert load_state(tmp_path / "train_state.pt")["iteration"] == 2
     assert load_model_files(tmp_path / "model")[1]["iteration"] == 2
+
+
+def test_leaving_frees_what_holds_the_group_before_destroying_it(monkeypatch):
+    """A DDP wrapper left in a reference cycle holds the gloo group; freed only at interpreter
+    finalization, its worker threads abort the process (SIGABRT) after a peer died."""
+    import gc
+    import weakref
+
+    from localrules.train import ranks
+
+    class Holder:  # stands for the DDP wrapper: unreachable, but in a cycle
+        pass
+
+    h = Holder()
+    h.me = h
+    alive = weakref.ref(h)
+    del h
+    seen = []
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: seen.append(alive() is None))
+    gc.disable()  # no automatic collection between here and _leave
+    try:
+        ranks._leave()
+    finally:
+        gc.enable()
+    assert seen == [True]
