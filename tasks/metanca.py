@@ -48,6 +48,7 @@ from localrules.train.pool import SamplePool
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 HIDDEN_CODES = ("index", "random")
+SIGNALS = 4  # data-conditioned perception: [a_src, d_src, a_dst, d_dst] per weight (DataConditioned)
 PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
 
@@ -115,7 +116,7 @@ class Config:
 
 def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
-    n_in = 3 * cfg.channels + (4 if cfg.data_conditioned else 0)
+    n_in = 3 * cfg.channels + (SIGNALS if cfg.data_conditioned else 0)
     rule = Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False, code_dim=3 * cfg.pos_dim)
     nca = NCA(None, rule, cfg.fire_rate)
     nca.hidden_clip = cfg.hidden_clip  # read by rollout
@@ -129,7 +130,7 @@ def with_data_inputs(rule: NCA, cfg: Config) -> NCA:
     out = build_rule(replace(cfg, data_conditioned=True))
     state = rule.state_dict()
     w = state["rule.mlp.0.weight"]
-    state["rule.mlp.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 4)], 1)
+    state["rule.mlp.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], SIGNALS)], 1)
     out.load_state_dict(state)
     return out
 
