@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, Rule
-from localrules.core.neuron_code import NeuronCode, random_positions
+from localrules.core.neuron_code import NeuronCode, random_positions, relative_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
@@ -47,7 +47,7 @@ from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
-HIDDEN_CODES = ("index", "random")
+HIDDEN_CODES = ("index", "random", "relative")
 SIGNALS = 4  # data-conditioned perception: [a_src, d_src, a_dst, d_dst] per weight (DataConditioned)
 PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
@@ -71,8 +71,8 @@ class Config:
     split_seed: int = 0
     engine: str = "dense"  # dense (fast, chain MLPs) | graph (PyG, any DAG)
     data_conditioned: bool = False  # perception also holds neuron activations and errors
-    hidden_code: str = "index"  # index | random: hidden neurons' code is a random position per network
-    hidden_span: float = 0.0  # random code: positions drawn from [0, hidden_span); 0 = the whole code range
+    hidden_code: str = "index"  # index | random (a random position per network) | relative (i * span / width)
+    hidden_span: float = 0.0  # random: positions drawn from [0, hidden_span) (0 = the whole code range); relative: required
     arch_range: tuple[int, ...] = ()  # (lo, hi): meta-train on hidden widths drawn from lo..hi
     arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
     arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
@@ -99,6 +99,8 @@ class Config:
             raise ValueError(f"arch_range must be (lo, hi) with 1 <= lo <= hi, not {self.arch_range}")
         if self.hidden_span < 0:
             raise ValueError("hidden_span must be >= 0")
+        if self.hidden_code == "relative" and not self.hidden_span:
+            raise ValueError("hidden_code 'relative' needs hidden_span > 0: the positions i * span / width fill [0, span)")
         if self.hidden_clip < 0:
             raise ValueError("hidden_clip must be >= 0 (0: unbounded hidden states)")
         if self.arch_pools < 1 or not 0 <= self.arch_redraw <= 1:
@@ -231,7 +233,10 @@ def conditioned(topo, cfg: "Config", x: torch.Tensor, y: torch.Tensor):
 
 def coded(topo, cfg: "Config", positions: torch.Tensor | None):
     """The topology the rule runs on for S networks: with ``cfg.hidden_code == "random"`` their
-    own neuron positions (S, nodes) (see localrules.core.neuron_code), else the shared index code."""
+    own neuron positions (S, nodes), with "relative" the positions i * span / width shared by all
+    (see localrules.core.neuron_code), else the shared index code."""
+    if cfg.hidden_code == "relative":
+        return NeuronCode(topo, relative_positions(topo, cfg.hidden_span)[None])
     return NeuronCode(topo, positions) if cfg.hidden_code == "random" else topo
 
 

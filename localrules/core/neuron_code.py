@@ -9,11 +9,18 @@ hidden neurons 50..99 it never saw. Here every neuron n has a position q_n:
     q_n = u_n ~ U[0, span)             hidden neurons, drawn per network when it is initialised
                                        and kept for its life (default span 2^m - 2, m = ceil(dim / 2))
 
+or, for the relative code (:func:`relative_positions`), deterministic and the same in every network,
+
+    q_n = i * span / n                 hidden neuron i of a layer of n neurons
+
 and a weight from neuron j into neuron i of layer l + 1 gets c = [F(q_j), F(q_i), F(l)]
 (F = octave :func:`fourier` features of real positions; (S, cells, 3 dim) for S networks). A
 hidden neuron's code is then a random point with the same distribution in every width: what the
 rule reads about it depends on neither the layer's width nor an index. With every position set
-to its index, c equals the index code (tests hold them equal).
+to its index, c equals the index code (tests hold them equal). Under the relative code a hidden
+neuron is named by where it sits in its layer, a fraction of the layer: the same neuron of a
+layer twice as wide gets the same code, every width maps into [0, span), and a layer of exactly
+span neurons keeps the index code.
 """
 
 from __future__ import annotations
@@ -48,6 +55,16 @@ def random_positions(topo, samples: int, dim: int, span: float = 0, generator=No
     mask = hidden_neurons(topo)
     top = span or 2.0 ** ((dim + 1) // 2) - 2
     q[:, mask] = torch.rand(samples, int(mask.sum()), generator=generator) * top
+    return q
+
+
+def relative_positions(topo, span: float) -> torch.Tensor:
+    """(nodes,): :func:`neuron_positions` with hidden neuron i of a layer of n neurons at i * span / n."""
+    q = neuron_positions(topo)
+    off = topo.layer_offset
+    for l in range(1, len(topo.sizes) - 1):
+        n = off[l + 1] - off[l]
+        q[off[l] : off[l + 1]] = torch.arange(n, dtype=torch.float) * (span / n)
     return q
 
 

@@ -3,7 +3,7 @@
 import torch
 
 from localrules.core.neuron_code import (NeuronCode, hidden_neurons, network_code, neuron_positions,
-                                         random_positions)
+                                         random_positions, relative_positions)
 from localrules.core.weightgraph import DenseLayers, WeightGraph, positional_code
 
 
@@ -66,3 +66,25 @@ def test_neuron_code_serves_per_network_codes_and_delegates():
     assert wrapped.cell_code(30) is code  # computed once per rollout
     assert wrapped.n_cells == topo.n_cells and wrapped.split is not None
     assert not torch.equal(code[0], code[1])
+
+
+def test_relative_code_is_equal_for_the_same_relative_neuron_in_two_widths():
+    # neuron 3 of a layer of 10 and neuron 6 of a layer of 20 sit at the same place of their layer
+    narrow, wide = DenseLayers([7, 10, 4, 3]), DenseLayers([7, 20, 8, 3])
+    cn = _code_by_neuron(narrow, relative_positions(narrow, 100))
+    cw = _code_by_neuron(wide, relative_positions(wide, 100))
+    assert set(cn) <= set(cw)  # every weight of the narrow network has its twin in the wide one
+    for k in cn:
+        torch.testing.assert_close(cn[k], cw[k])
+    qn, qw = relative_positions(narrow, 100), relative_positions(wide, 100)
+    assert qw[wide.layer_offset[1] + 6] == qn[narrow.layer_offset[1] + 3] == 30.0
+    for topo in (narrow, wide, DenseLayers([7, 300, 3])):  # every width inside [0, span)
+        h = relative_positions(topo, 100)[hidden_neurons(topo)]
+        assert h.min() == 0 and h.max() < 100
+
+
+def test_relative_code_of_a_layer_of_span_neurons_is_the_index_code():
+    topo = DenseLayers([6, 50, 50, 4])
+    q, idx = relative_positions(topo, 50), neuron_positions(topo)
+    assert torch.equal(q, idx)  # pixels, classes and bias neurons always keep their index
+    torch.testing.assert_close(network_code(topo, q[None], 20)[0], positional_code(topo, 20))

@@ -333,6 +333,17 @@ def test_random_architectures_with_the_random_code_train_and_resume(tmp_path):
     assert loaded == cfg
 
 
+def test_relative_code_is_shared_by_all_networks_and_needs_a_span():
+    with pytest.raises(ValueError, match="hidden_span"):
+        mn.Config(hidden_code="relative").validate()
+    cfg = mn.Config(hidden_code="relative", hidden_span=100).validate()
+    topo = DenseLayers([6, 5, 3])
+    assert mn.new_positions(topo, 4, cfg) is None  # nothing to draw or keep in a pool
+    code = mn.coded(topo, cfg, None).cell_code(3 * cfg.pos_dim)
+    assert code.shape == (1, topo.n_cells, 3 * cfg.pos_dim)
+    assert not torch.equal(code[0], topo.cell_code(3 * cfg.pos_dim))  # hidden neuron i sits at i * 100 / 5
+
+
 def test_random_architectures_without_pooling_change_every_iteration():
     torch.manual_seed(0)
     cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=4, pool_size=0, arch_range=(2, 30))
@@ -341,9 +352,9 @@ def test_random_architectures_without_pooling_change_every_iteration():
     assert len(archs) > 10 and all(a[0] == 4 and a[-1] == 3 and 2 <= a[1] <= 30 for a in archs)
 
 
-@pytest.mark.parametrize("hidden_code", ["index", "random"])
+@pytest.mark.parametrize("hidden_code", ["index", "random", "relative"])
 def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code):
-    cfg = mn.Config(hidden_code=hidden_code)
+    cfg = mn.Config(hidden_code=hidden_code, hidden_span=10.0 if hidden_code == "relative" else 0.0)
     rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
