@@ -34,6 +34,7 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import MISSING, fields, is_dataclass
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,6 +100,15 @@ class Task(Protocol):
     def extra_state(self) -> dict[str, Any]: ...
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
     def config_dict(self) -> dict[str, Any]: ...
+
+
+def changed_settings(saved: dict, task) -> dict[str, tuple]:
+    """{setting: (saved, now)} where ``task.config_dict()`` differs from a saved one. A setting the
+    saved state lacks (its Config field was added after the state was written) was trained with the
+    field's default, so it counts as changed only when it is not at that default now."""
+    cfg = getattr(getattr(task, "task", task), "cfg", None)  # a ShardedTask wraps the task
+    defaults = {f.name: f.default for f in fields(cfg) if f.default is not MISSING} if is_dataclass(cfg) else {}
+    return {k: (saved.get(k), v) for k, v in task.config_dict().items() if saved.get(k, defaults.get(k)) != v}
 
 
 class TrainingDiverged(RuntimeError):
@@ -169,8 +179,8 @@ def train(
             raise FileNotFoundError(f"--resume: no training state at {state_path}")
         st = ranks.from_main(load_state, state_path)  # rank 0 reads it for every process
         saved = st.get("task_config")
-        if saved is not None and saved != task.config_dict():
-            diff = {k: (saved.get(k), v) for k, v in task.config_dict().items() if saved.get(k) != v}
+        diff = changed_settings(saved, task) if saved is not None else {}
+        if diff:
             raise ValueError(f"--resume: {state_path} was trained with other settings "
                              f"(saved vs now: {diff}); resume with the same options")
         model.load_state_dict(st["model"])

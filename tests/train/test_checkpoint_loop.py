@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from localrules.tasks import mnist_selfclassify as ms
-from localrules.train.checkpoint import load_model_files, save_model
+from localrules.train.checkpoint import load_model_files, load_state, save_model
 from localrules.train.loop import TrainConfig, TrainingDiverged, train
 
 
@@ -150,6 +150,22 @@ def test_resume_with_other_settings_is_refused(tmp_path, small_digits):
     with pytest.raises(ValueError, match="other settings.*loss"):
         train(_task(small_digits, loss="ce"), TrainConfig(iterations=3, steps_min=2, steps_max=2),
               tmp_path, torch.device("cpu"), resume=True, progress=False)
+
+
+def test_resume_of_a_state_saved_before_a_setting_existed_takes_its_default(tmp_path, small_digits):
+    """A state written before Config.augment existed was trained without augmentation: it resumes
+    with the default, and is refused with the new setting switched on."""
+    cfg = TrainConfig(iterations=2, steps_min=2, steps_max=2)
+    train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    path = tmp_path / "train_state.pt"
+    st = load_state(path)
+    del st["task_config"]["augment"]
+    torch.save(st, path)
+    more = TrainConfig(iterations=3, steps_min=2, steps_max=2)
+    with pytest.raises(ValueError, match="other settings.*augment"):
+        train(_task(small_digits, augment=True), more, tmp_path, torch.device("cpu"), resume=True, progress=False)
+    train(_task(small_digits), more, tmp_path, torch.device("cpu"), resume=True, progress=False)
+    assert load_state(path)["iteration"] == 3
 
 
 def test_time_budget_ends_like_a_finished_run_and_resumes(tmp_path, small_digits):
