@@ -58,10 +58,19 @@ def classify(model: NCA, digits, steps: int = 200, noise: float | None = None, s
 
 
 def load_rule(path: str | Path | None = None, device: str | torch.device = "cpu") -> NCA:
-    """A MetaNCA rule (default: the shipped MNIST rule); its Config is ``rule.cfg``."""
+    """A MetaNCA rule: a checkpoint path, or a shipped rule by name ("metanca-mnist", the default;
+    "metanca-mnist-dc"; "metanca-mnist-relative", for hidden layers wider than 100). Its Config
+    is ``rule.cfg``."""
     from localrules.tasks import metanca as mn
 
-    rule, cfg, _ = mn.load(path or mn.PRETRAINED_PATH, device)
+    path = Path(path or mn.PRETRAINED_PATH)
+    if not path.exists() and path.parent == Path(".") and not path.suffix:  # a shipped rule's name
+        shipped = mn.PRETRAINED_PATH.parent / f"{path}.safetensors"
+        if not shipped.is_file():
+            names = sorted(p.stem for p in mn.PRETRAINED_PATH.parent.glob("metanca-*.safetensors"))
+            raise FileNotFoundError(f"no rule file {path} and no shipped rule of that name; shipped: {', '.join(names)}")
+        path = shipped
+    rule, cfg, _ = mn.load(path, device)
     rule.cfg = cfg
     return rule
 

@@ -70,3 +70,11 @@ def test_bad_digits_and_names_are_clear_errors():
         lr.classify(model, np.zeros((1, 28, 28), np.uint8), steps=0)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lr.nope
+
+
+def test_shipped_rules_load_by_name():
+    assert lr.load_rule("metanca-mnist-relative").cfg.hidden_code == "relative"
+    assert lr.load_rule("metanca-mnist-dc").cfg.data_conditioned
+    assert lr.load_rule("metanca-mnist").cfg == lr.load_rule().cfg
+    with pytest.raises(FileNotFoundError, match="shipped: metanca-mnist, metanca-mnist-dc, metanca-mnist-relative"):
+        lr.load_rule("metanca-nope")
