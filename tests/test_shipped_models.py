@@ -54,6 +54,13 @@ def test_hybrid_restorer_matches_its_card(mnist_dir):
     assert abs(digit_id.item() - card["digit_id_accuracy"]) < 0.04
 
 
+def test_cross_entropy_selfclassifier_matches_its_card(mnist_dir):
+    x, y = load_mnist("test", mnist_dir)
+    acc = _cell_accuracy(lr.load_selfclassifier(PRETRAINED / "mnist-selfclassify-ce.safetensors"), x[:40], y[:40])
+    card = _card("mnist-selfclassify-ce.eval.json")["accuracy_at_200"]  # 0.9546 on 10,000 digits
+    assert abs(acc - card) < 0.06, (acc, card)
+
+
 def test_robust_selfclassifier_matches_its_card_on_changed_digits(mnist_dir):
     """On randomly scaled, shifted, rotated, thinned or thickened digits the robust model is near
     its card (0.8525 on 10,000) and well ahead of the paper's model (0.6972)."""
