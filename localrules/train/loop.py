@@ -34,8 +34,7 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import MISSING, fields, is_dataclass
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Protocol
 

@@ -71,12 +71,11 @@ def test_neuron_code_serves_per_network_codes_and_delegates():
 def test_relative_code_is_equal_for_the_same_relative_neuron_in_two_widths():
     # neuron 3 of a layer of 10 and neuron 6 of a layer of 20 sit at the same place of their layer
     narrow, wide = DenseLayers([7, 10, 4, 3]), DenseLayers([7, 20, 8, 3])
-    cn = _code_by_neuron(narrow, relative_positions(narrow, 100))
-    cw = _code_by_neuron(wide, relative_positions(wide, 100))
+    qn, qw = relative_positions(narrow, 100), relative_positions(wide, 100)
+    cn, cw = _code_by_neuron(narrow, qn), _code_by_neuron(wide, qw)
     assert set(cn) <= set(cw)  # every weight of the narrow network has its twin in the wide one
     for k in cn:
         torch.testing.assert_close(cn[k], cw[k])
-    qn, qw = relative_positions(narrow, 100), relative_positions(wide, 100)
     assert qw[wide.layer_offset[1] + 6] == qn[narrow.layer_offset[1] + 3] == 30.0
     for topo in (narrow, wide, DenseLayers([7, 300, 3])):  # every width inside [0, span)
         h = relative_positions(topo, 100)[hidden_neurons(topo)]
