@@ -204,7 +204,7 @@ def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, 
     for l, g in zip(sorted(z), grads):
         sig[:, off[l] : off[l + 1], 1] = g.mean(1)
     sig[:, off[-1] :, 0] = 1.0  # bias neurons
-    return torch.tanh(sig * SIGNAL_SCALE)  # bounded, so growing weights cannot blow the rule up
+    return torch.tanh(sig * SIGNAL_SCALE.to(sig.device))  # bounded, so growing weights cannot blow the rule up
 
 
 class DataConditioned:

@@ -53,7 +53,23 @@ def _restore(device, small_digits):
     return task, dict(steps_min=4, steps_max=4, lr=3e-3, normalize_grads=False, iterations=40)
 
 
-SYSTEMS = {"mnist-selfclassify": _selfclassify, "metanca": _metanca, "restore": _restore}
+def _metanca_variant(**kw):
+    """MetaNCA with one of its perception options: each adds tensors that must follow the device."""
+
+    def make(device, small_digits):
+        from localrules.data.tabular import load_split
+        from localrules.tasks import metanca as mn
+
+        cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=8, pool_size=32, **kw)
+        return mn.MetaNCATask(cfg, load_split("iris"), device), dict(steps_min=5, steps_max=10, lr=1e-3, iterations=120)
+
+    return make
+
+
+SYSTEMS = {"mnist-selfclassify": _selfclassify, "metanca": _metanca, "restore": _restore,
+           "metanca-data-conditioned": _metanca_variant(data_conditioned=True),
+           "metanca-relative-code": _metanca_variant(hidden_code="relative", hidden_span=10.0),
+           "metanca-random-code": _metanca_variant(hidden_code="random", hidden_span=10.0)}
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
