@@ -69,7 +69,7 @@ def test_a_stage_that_keeps_no_state_never_packs_it(job, tmp_path):
 def test_groups_fit_the_returned_file_limit(job):
     assert sum(most for _, most in job.GROUPS.values()) + 1 <= 8  # + the log
     stages = {s.name for s in job.stages(smoke=True)}
-    assert stages | {"setup"} == {n for names, _ in job.GROUPS.values() for n in names}
+    assert stages | {"setup", "studies"} == {n for names, _ in job.GROUPS.values() for n in names}
 
 
 def test_carry_keeps_what_resuming_needs(job, tmp_path):
@@ -100,3 +100,12 @@ def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path):
         job.train_stage(stage, work, tmp_path, "cpu", job.time.monotonic() + 600, 1.0, print, {})
         start = calls[0][calls[0].index("--init-rule") + 1]
         assert start == str(work / "metanca.prev" / "model.safetensors" if conditioned else shipped)
+
+
+def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job):
+    names, _ = job.GROUPS["1-setup-metanca"]
+    assert "studies" in names
+    for name, args in job.studies(smoke=False).items():
+        checkpoint = Path(args[args.index("--checkpoint") + 1])
+        assert checkpoint.is_file(), name
+        assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
