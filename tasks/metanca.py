@@ -179,7 +179,7 @@ def forward_layers(topo, state: torch.Tensor, x: torch.Tensor, activation: str):
     return z, acts
 
 
-SIGNAL_SCALE = torch.tensor([1.0, 10.0])  # activations, errors (errors are ~10x smaller)
+ERROR_SCALE = 10.0  # errors are ~10x smaller than activations
 
 
 def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, activation: str):
@@ -202,9 +202,9 @@ def neuron_signals(topo, state: torch.Tensor, x: torch.Tensor, y: torch.Tensor, 
     for l, a in acts.items():
         sig[:, off[l] : off[l + 1], 0] = a.detach().mean(1)
     for l, g in zip(sorted(z), grads):
-        sig[:, off[l] : off[l + 1], 1] = g.mean(1)
+        sig[:, off[l] : off[l + 1], 1] = g.mean(1) * ERROR_SCALE
     sig[:, off[-1] :, 0] = 1.0  # bias neurons
-    return torch.tanh(sig * SIGNAL_SCALE.to(sig.device))  # bounded, so growing weights cannot blow the rule up
+    return torch.tanh(sig)  # bounded, so growing weights cannot blow the rule up
 
 
 class DataConditioned:

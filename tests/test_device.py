@@ -35,14 +35,6 @@ def _selfclassify(device, small_digits):
     return ms.SelfClassifyTask(cfg, x[keep], y[keep], device), dict(steps_min=8, steps_max=8, lr=1e-2, iterations=60)
 
 
-def _metanca(device, small_digits):
-    from localrules.data.tabular import load_split
-    from localrules.tasks import metanca as mn
-
-    cfg = mn.Config(dataset="iris", archs=((4, 8, 3),), samples=8, pool_size=32)
-    return mn.MetaNCATask(cfg, load_split("iris"), device), dict(steps_min=5, steps_max=10, lr=1e-3, iterations=120)
-
-
 def _restore(device, small_digits):
     from localrules.tasks import restore as rs
 
@@ -54,7 +46,8 @@ def _restore(device, small_digits):
 
 
 def _metanca_variant(**kw):
-    """MetaNCA with one of its perception options: each adds tensors that must follow the device."""
+    """MetaNCA on iris, plain or with one of its perception options (each adds tensors that must
+    follow the device)."""
 
     def make(device, small_digits):
         from localrules.data.tabular import load_split
@@ -66,7 +59,7 @@ def _metanca_variant(**kw):
     return make
 
 
-SYSTEMS = {"mnist-selfclassify": _selfclassify, "metanca": _metanca, "restore": _restore,
+SYSTEMS = {"mnist-selfclassify": _selfclassify, "metanca": _metanca_variant(), "restore": _restore,
            "metanca-data-conditioned": _metanca_variant(data_conditioned=True),
            "metanca-relative-code": _metanca_variant(hidden_code="relative", hidden_span=10.0),
            "metanca-random-code": _metanca_variant(hidden_code="random", hidden_span=10.0)}
