@@ -85,7 +85,7 @@ def test_carry_keeps_what_resuming_needs(job, tmp_path):
     assert files == ["hybrid/model.json", "hybrid/train_state.pt", "metanca/model.json", "metanca/model.safetensors"]
 
 
-def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path):
+def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path, monkeypatch):
     """The stage meta-trains the data-conditioned rule: it continues the last slot's rule only
     when that rule is data-conditioned, else it starts from the shipped metanca-mnist-dc."""
     shipped = job.ROOT / "localrules" / "pretrained" / "metanca-mnist-dc.safetensors"
@@ -95,7 +95,7 @@ def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path):
         (work / "metanca" / "model.safetensors").write_bytes(b"rule")
         (work / "metanca" / "model.json").write_text(f'{{"task": {{"data_conditioned": {str(conditioned).lower()}}}}}')
         calls = []
-        job.sh = lambda cmd, log, env, **kw: calls.append(cmd) or 0
+        monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
         stage = next(s for s in job.stages(smoke=True) if s.name == "metanca")
         job.train_stage(stage, work, tmp_path, "cpu", job.time.monotonic() + 600, 1.0, print, {})
         start = calls[0][calls[0].index("--init-rule") + 1]
