@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, resumed_config,
-                     run_app, setup, study_app)
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
+                     resumed_config, run_app, setup, study_app)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 
@@ -63,6 +63,7 @@ def run_restore(
     max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' recipe: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
+    init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -89,6 +90,10 @@ def run_restore(
     x, y = load_mnist("train", data_dir)
     torch.manual_seed(seed)
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
+    if init_model is not None and not resume:
+        init_weights(task, init_model, rs.load, ("model", "channels", "lattice", "ca_multiplier", "gate_hidden", "gate_out"),
+                     "--init-model")
+        task.seed_pool()
     tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
     tcfg.max_bad_steps = max_bad_steps
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),

@@ -289,6 +289,12 @@ class RestoreTask:
         self.images = images.to(device)  # (N, 28, 28) in [0, 1]
         self.labels = labels.to(device)
         self.pool = self.last = None
+        self.seed_pool()
+
+    def seed_pool(self) -> None:
+        """(Re)fill the pool with masked training digits encoded by the current model (again
+        after loading other weights, so no state comes from the random initial encoder)."""
+        cfg = self.cfg
         if cfg.pool_size and cfg.model in LATTICE_MODELS:
             clean = self._draw(cfg.pool_size)
             with torch.no_grad():

@@ -18,3 +18,29 @@ def test_run_selfclassify_init_model_starts_from_the_shipped_weights(tmp_path, m
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     res = runner.invoke(app, [*base, "--perception", "sobel", "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "another model shape" in res.output
+
+
+def test_run_restore_init_model_starts_from_the_shipped_weights_and_reseeds_the_pool(tmp_path, mnist_dir):
+    from localrules.tasks import restore as rs
+
+    shipped = rs.PRETRAINED_DIR / "hybrid" / "model.safetensors"
+    base = ["run", "restore", "--iterations", "1", "--lr", "0", "--data-dir", str(mnist_dir), "--device", "cpu",
+            "--init-model", str(shipped)]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    a, b = load_file(str(shipped)), load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    res = runner.invoke(app, [*base, "--model", "ca", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "another model shape" in res.output
+
+
+def test_restore_seed_pool_encodes_with_the_current_weights():
+    from localrules.tasks import restore as rs
+
+    images, labels = torch.rand(40, 28, 28), torch.randint(10, (40,))
+    task = rs.RestoreTask(rs.Config(model="ca", pool_size=8, batch_size=4), images, labels, "cpu")
+    with torch.no_grad():
+        task.model.encoder.bias.fill_(0.25)
+    task.seed_pool()
+    border = task.pool.slots["state"][:, 0]  # the lattice's first row lies in the zero padding
+    assert torch.allclose(border, torch.full_like(border, 0.25))
