@@ -2,6 +2,7 @@
 share, and unpacking gives back exactly what was packed. (CI also runs the whole job: --smoke.)"""
 
 import importlib.util
+import json
 import os
 import sys
 from importlib.machinery import SourceFileLoader
@@ -72,10 +73,17 @@ def test_groups_fit_the_returned_file_limit(job):
     assert stages | {"setup", "studies"} == {n for names, _ in job.GROUPS.values() for n in names}
 
 
+def _started(folder: Path, command: str) -> None:
+    (folder / "model.json").write_text(json.dumps({"commands": [{"command": command, "from_iteration": 0}]}))
+
+
 def test_carry_keeps_what_resuming_needs(job, tmp_path):
     work = tmp_path / "work"
     _run(work / "hybrid", 0.1)
+    _started(work / "hybrid", "localrules run restore --model hybrid --init-model shipped.safetensors")
     (work / "hybrid" / "model.safetensors").write_bytes(b"w")
+    _run(work / "cnn-ae", 0.1)  # a run of the earlier from-scratch recipe: not carried
+    _started(work / "cnn-ae", "localrules run restore --model cnn-ae --iterations 40000")
     _run(work / "metanca", 0.1)
     (work / "metanca" / "model.safetensors").write_bytes(b"rule")
     (work / "ca").mkdir()  # a run without a state: starts afresh next time
@@ -109,3 +117,21 @@ def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job):
         checkpoint = Path(args[args.index("--checkpoint") + 1])
         assert checkpoint.is_file(), name
         assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
+
+
+def test_restorers_resume_only_a_fine_tune_of_the_shipped_model(job, tmp_path, monkeypatch):
+    """The restore stages fine-tune the shipped models with the pool recipe: an earlier slot's
+    fine-tune resumes; a from-scratch run of the earlier recipe is set aside and the stage starts
+    from the shipped model."""
+    stage = next(s for s in job.stages(smoke=True) if s.name == "hybrid")
+    shipped = job.ROOT / "localrules" / "pretrained" / "restore" / "hybrid" / "model.safetensors"
+    assert stage.args[stage.args.index("--init-model") + 1] == str(shipped) and shipped.is_file()
+    for fine_tune in (True, False):
+        work = tmp_path / str(fine_tune)
+        _run(work / "hybrid", 0.01)
+        _started(work / "hybrid", "localrules run restore " + ("--init-model x" if fine_tune else "--iterations 40000"))
+        calls = []
+        monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
+        job.train_stage(stage, work, tmp_path, "cpu", job.time.monotonic() + 600, 1.0, print, {})
+        assert ("--resume" in calls[0]) == fine_tune
+        assert (work / "hybrid.prev").is_dir() == (not fine_tune)
