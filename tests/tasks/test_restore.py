@@ -190,7 +190,9 @@ def test_hybrid_train_state_stays_small(tmp_path, small_digits):
 
 
 def test_old_checkpoints_keep_the_plain_recipe():
-    _, cfg, _ = rs.load(rs.PRETRAINED_DIR / "hybrid" / "model.safetensors")
+    old = {"batch_size": 64, "ca_multiplier": 4, "channels": 16, "dropout": 0.5, "gate_hidden": 1024,
+           "gate_out": 256, "lattice": 32, "mask_frac": 0.7, "model": "hybrid", "state_noise": 0.02, "steps": 10}
+    cfg = rs.config_from_fields(old)  # the fields of a checkpoint from before the pool recipe
     assert (cfg.pool_size, cfg.mask_min, cfg.mask_max, cfg.damage_share, cfg.region_share) == (0, 0.7, 0.7, 0, 0)
     assert (cfg.steps_min, cfg.steps_max, cfg.steps) == (10, 10, 10)
     new = rs.config_from_fields({k: v for k, v in rs.asdict(rs.Config()).items()})
