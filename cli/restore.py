@@ -61,7 +61,7 @@ def run_restore(
     minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
     lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
     max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
-    recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' recipe: fresh digits, 70 % pixel masks, 10 steps)."),
+    recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' first stage: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
