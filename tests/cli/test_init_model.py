@@ -44,3 +44,17 @@ def test_restore_seed_pool_encodes_with_the_current_weights():
     task.seed_pool()
     border = task.pool.slots["state"][:, 0]  # the lattice's first row lies in the zero padding
     assert torch.allclose(border, torch.full_like(border, 0.25))
+
+
+def test_run_restore_steps_range_is_recorded_and_checked(tmp_path, mnist_dir):
+    import json
+
+    base = ["run", "restore", "--model", "ca", "--iterations", "1", "--data-dir", str(mnist_dir), "--device", "cpu"]
+    res = runner.invoke(app, [*base, "--steps-min", "3", "--steps-max", "5", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert (meta["task"]["steps_min"], meta["task"]["steps_max"]) == (3, 5)
+    assert (meta["train"]["steps_min"], meta["train"]["steps_max"]) == (3, 5)
+    res = runner.invoke(app, [*base, "--steps-max", "4", "--out", str(tmp_path / "b")])  # the pool recipe's min is 8
+    assert res.exit_code == 2 and "--steps-min <= --steps-max" in res.output
+    assert not (tmp_path / "b").exists()
