@@ -63,7 +63,7 @@ def test_cross_entropy_selfclassifier_matches_its_card(mnist_dir):
 
 def test_robust_selfclassifier_matches_its_card_on_changed_digits(mnist_dir):
     """On randomly scaled, shifted, rotated, thinned or thickened digits the robust model is near
-    its card (0.8670 on 10,000) and well ahead of the paper's model (0.6972)."""
+    its card (0.8777 on 10,000) and well ahead of the paper's model (0.6972)."""
     from localrules.data.augment import random_mix
 
     x, y = load_mnist("test", mnist_dir)
