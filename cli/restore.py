@@ -63,8 +63,8 @@ def run_restore(
     max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' first stage: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
-    steps_min: Optional[int] = typer.Option(None, min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool)."),
-    steps_max: Optional[int] = typer.Option(None, min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool); more steps train the restored digit to stay put for longer runs."),
+    steps_min: Optional[int] = typer.Option(None, min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
+    steps_max: Optional[int] = typer.Option(None, min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
     seed: int = typer.Option(0),
@@ -90,6 +90,12 @@ def run_restore(
     fixed = {} if mask_frac is None else {"mask_min": mask_frac, "mask_max": mask_frac}
     fixed |= {k: v for k, v in (("steps_min", steps_min), ("steps_max", steps_max)) if v is not None}
     cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed})
+    tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
+    tcfg.max_bad_steps = max_bad_steps
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
+        "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",),
+        "steps_min": ("steps_min",), "steps_max": ("steps_max",)})
+    cfg.steps_min, cfg.steps_max = tcfg.steps_min, tcfg.steps_max  # a resumed run's recorded range
     if cfg.steps_min > cfg.steps_max:
         raise typer.BadParameter(f"need --steps-min <= --steps-max, not {cfg.steps_min} > {cfg.steps_max}")
     cfg.validate()
@@ -100,11 +106,6 @@ def run_restore(
         init_weights(task, init_model, rs.load, ("model", "channels", "lattice", "ca_multiplier", "gate_hidden", "gate_out"),
                      "--init-model")
         task.seed_pool()
-    tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
-    tcfg.max_bad_steps = max_bad_steps
-    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
-        "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",),
-        "steps_min": ("steps_min",), "steps_max": ("steps_max",)})
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:

@@ -55,6 +55,10 @@ def test_run_restore_steps_range_is_recorded_and_checked(tmp_path, mnist_dir):
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     assert (meta["task"]["steps_min"], meta["task"]["steps_max"]) == (3, 5)
     assert (meta["train"]["steps_min"], meta["train"]["steps_max"]) == (3, 5)
+    res = runner.invoke(app, [*base, "--iterations", "2", "--out", str(tmp_path / "a"), "--resume"])
+    assert res.exit_code == 0, res.output  # --resume takes the recorded range, not the recipe's 8-16
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert (meta["iteration"], meta["task"]["steps_min"], meta["task"]["steps_max"]) == (2, 3, 5)
     res = runner.invoke(app, [*base, "--steps-max", "4", "--out", str(tmp_path / "b")])  # the pool recipe's min is 8
     assert res.exit_code == 2 and "--steps-min <= --steps-max" in res.output
     assert not (tmp_path / "b").exists()
