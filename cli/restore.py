@@ -95,9 +95,8 @@ def run_restore(
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
         "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",),
         "steps_min": ("steps_min",), "steps_max": ("steps_max",)})
+    tcfg.validate()  # its messages name the options, e.g. a reversed --steps-min / --steps-max
     cfg.steps_min, cfg.steps_max = tcfg.steps_min, tcfg.steps_max  # a resumed run's recorded range
-    if cfg.steps_min > cfg.steps_max:
-        raise typer.BadParameter(f"need --steps-min <= --steps-max, not {cfg.steps_min} > {cfg.steps_max}")
     cfg.validate()
     x, y = load_mnist("train", data_dir)
     torch.manual_seed(seed)

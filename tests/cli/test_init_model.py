@@ -46,7 +46,7 @@ def test_restore_seed_pool_encodes_with_the_current_weights():
     assert torch.allclose(border, torch.full_like(border, 0.25))
 
 
-def test_run_restore_steps_range_is_recorded_and_checked(tmp_path, mnist_dir):
+def test_run_restore_steps_range_is_recorded_and_checked(tmp_path, mnist_dir, console):
     import json
 
     base = ["run", "restore", "--model", "ca", "--iterations", "1", "--data-dir", str(mnist_dir), "--device", "cpu"]
@@ -59,6 +59,6 @@ def test_run_restore_steps_range_is_recorded_and_checked(tmp_path, mnist_dir):
     assert res.exit_code == 0, res.output  # --resume takes the recorded range, not the recipe's 8-16
     meta = json.loads((tmp_path / "a" / "model.json").read_text())
     assert (meta["iteration"], meta["task"]["steps_min"], meta["task"]["steps_max"]) == (2, 3, 5)
-    res = runner.invoke(app, [*base, "--steps-max", "4", "--out", str(tmp_path / "b")])  # the pool recipe's min is 8
-    assert res.exit_code == 2 and "--steps-min <= --steps-max" in res.output
+    code, _, err = console(*base, "--steps-max", "4", "--out", str(tmp_path / "b"))  # the pool recipe's min is 8
+    assert code == 2 and "--steps-min <= --steps-max" in err, err
     assert not (tmp_path / "b").exists()
