@@ -7,6 +7,9 @@ so ``accuracy_at_200 = accuracy[199]``. All counts are pooled over every evaluat
 
     accuracy[t]  = correct alive cells / alive cells
     agreement[t] = digits whose alive cells all output the same label (right or wrong) / digits
+    connected[t] = digits whose alive cells form one piece (8-connected, the 3x3 neighbourhood)
+                   / digits; cells of different pieces never exchange a message
+    agreement_connected[t] = agreeing one-piece digits / one-piece digits
     state_magnitude[t]  = mean |state| over alive cells and mutable channels
     update_magnitude[t] = mean |state_t - state_{t-1}| over alive cells and mutable channels
 """
@@ -62,7 +65,8 @@ def selfclassify_curves(
              pixels[targets[lo : lo + batch_size]], labels[targets[lo : lo + batch_size]])
             for lo in range(0, n, batch_size)]
     opts = dict(steps=steps, mutate_at=mutate_at, engine=engine, noise_std=noise_std, seed=seed, record=record)
-    sums = torch.zeros(5, steps, dtype=torch.float64)  # correct, alive, agree, |state|, |update|
+    # correct, alive, agree, |state|, |update|, one-piece digits, agreeing one-piece digits
+    sums = torch.zeros(7, steps, dtype=torch.float64)
     frames = np.full((steps, record, *pixels.shape[1:]), -1, np.int8) if record else None
     bar = progress_bar(total=n * steps, disable=not progress, desc="eval", unit="digit-step", unit_scale=True)
 
@@ -83,9 +87,10 @@ def selfclassify_curves(
         for job in jobs:
             collect(_run_batch(model, *job, **opts))
     bar.close()
-    correct, alive_total, agree, s_mag, u_mag = sums
+    correct, alive_total, agree, s_mag, u_mag, whole, whole_agree = sums
     acc = (correct / alive_total.clamp(min=1)).tolist()
     agr = (agree / n).tolist()
+    agr_whole = (whole_agree / whole.clamp(min=1)).tolist()
     out = {
         "n_digits": n,
         "steps": steps,
@@ -94,10 +99,16 @@ def selfclassify_curves(
         "noise_std": noise_std,
         "accuracy": acc,
         "agreement": agr,
+        "connected": (whole / n).tolist(),
+        "agreement_connected": agr_whole,
         "state_magnitude": (s_mag / alive_total.clamp(min=1)).tolist(),
         "update_magnitude": (u_mag / alive_total.clamp(min=1)).tolist(),
     }
     out.update(summarize(acc, agr, mutate_at))
+    for t in (200, 400):
+        if steps >= t:
+            out[f"connected_at_{t}"] = out["connected"][t - 1]
+            out[f"agreement_connected_at_{t}"] = agr_whole[t - 1]
     if frames is not None:
         out["frames"] = frames
     return out
@@ -118,13 +129,14 @@ def _worker_batch(job):
 @torch.inference_mode()
 def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, mutate_at: int | None,
                engine: str, noise_std: float, seed: int, record: int):
-    """One batch of digits starting at index ``lo``: (lo, sums (5, steps), frames or None)."""
+    """One batch of digits starting at index ``lo``: (lo, sums (7, steps), frames or None)."""
     dev = next(model.parameters()).device
     torch.manual_seed(seed * 1_000_003 + lo)
     B = len(px)
     px = px.to(dev, torch.float32)[..., None]
     lab = lab.to(dev)
-    sums = torch.zeros(5, steps, dtype=torch.float64, device=dev)
+    sums = torch.zeros(7, steps, dtype=torch.float64, device=dev)
+    whole = one_piece(px[..., 0] > ALIVE_THRESHOLD)
     k = min(max(record - lo, 0), B)
     frames = np.full((steps, k, *px.shape[1:3]), -1, np.int8) if k else None
     dense = torch.zeros(*px.shape[:3], model.rule.mlp[-1].out_features, device=dev)
@@ -138,6 +150,7 @@ def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, muta
             dense = mutate(dense, px > ALIVE_THRESHOLD, old_alive)
             eng = Engine(engine, px, dense)
             state = eng.pack(dense)
+            whole = one_piece(px[..., 0] > ALIVE_THRESHOLD)
         new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)
         rows, prev = eng.alive_rows(new), eng.alive_rows(state)
         state = new
@@ -147,12 +160,33 @@ def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, muta
         hi_lab = torch.full((B,), -1, device=dev).scatter_reduce(0, digit, pred, "amax")
         sums[0, t] = (pred == lab[digit]).sum()
         sums[1, t] = len(pred)
-        sums[2, t] = ((lo_lab == hi_lab) | (hi_lab < 0)).sum()  # no alive cell: agrees
+        agree = (lo_lab == hi_lab) | (hi_lab < 0)  # no alive cell: agrees
+        sums[2, t] = agree.sum()
         sums[3, t] = rows.abs().mean(-1).sum()
         sums[4, t] = (rows - prev).abs().mean(-1).sum()
+        sums[5, t] = whole.sum()
+        sums[6, t] = (agree & whole).sum()
         if frames is not None:
             frames[t] = _label_image(eng, state, k)
     return lo, sums.cpu(), frames
+
+
+def one_piece(alive: torch.Tensor) -> torch.Tensor:
+    """alive (B, H, W) bool -> (B,) bool: the alive cells form one 8-connected piece (or none).
+
+    Each alive cell starts with its own index as a tag and repeatedly takes the largest tag in
+    its 3x3 neighbourhood among alive cells; at the fixed point each piece carries one tag, so a
+    digit is one piece when its smallest and largest tags are equal."""
+    B, H, W = alive.shape
+    big = H * W + 1
+    tag = torch.where(alive, torch.arange(1, H * W + 1, device=alive.device).view(1, H, W), 0).float()
+    while True:
+        new = torch.nn.functional.max_pool2d(tag[:, None], 3, 1, 1)[:, 0] * alive
+        if torch.equal(new, tag):
+            break
+        tag = new
+    lo = torch.where(alive, tag, big).flatten(1).amin(1)
+    return (lo == tag.flatten(1).amax(1)) | ~alive.flatten(1).any(1)
 
 
 def _label_image(eng: Engine, state: torch.Tensor, k: int) -> np.ndarray:

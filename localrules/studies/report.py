@@ -92,7 +92,7 @@ def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -
               "| metric | ours | paper |", "|---|---|---|"]
     paper = PAPER.get(variant, {})
     for k in ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
-              "top_accuracy", "top_agreement"):
+              "top_accuracy", "top_agreement", "connected_at_200", "agreement_connected_at_200"):
         if k in res:
             step = f" (step {res[k + '_step']})" if k + "_step" in res else ""
             lines.append(f"| {k} | {res[k]:.4f}{step} | {paper[k]:.3f} |" if k in paper else

@@ -138,7 +138,8 @@ def plot_basins(res: dict, arrays: dict, path: str | Path) -> Path:
 
 def plot_transform_sweep(results: dict | list[dict], path: str | Path) -> Path:
     """Accuracy and agreement after 200 steps (the best before, in runs shorter than that)
-    against the level of each change of the digits: one panel per sweep result."""
+    against the level of each change of the digits, and the share of digits whose alive cells form
+    one piece (cells of different pieces never exchange a message): one panel per sweep result."""
     results = [results] if isinstance(results, dict) else results
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
     units = {"scale": "scale factor", "shift": "shift (pixels)", "rotate": "rotation (degrees)",
@@ -149,6 +150,9 @@ def plot_transform_sweep(results: dict | list[dict], path: str | Path) -> Path:
         for what, style in (("accuracy", "o-"), ("agreement", "s--")):
             key = f"{what}_{at}" if at else f"top_{what}"
             ax.plot([r["level"] for r in rows], [r[key] for r in rows], style, label=key.replace("_", " "))
+        if "connected_at_200" in rows[0]:
+            ax.plot([r["level"] for r in rows], [r["connected_at_200"] for r in rows], ":", color="grey",
+                    label="digits in one piece")
         ax.set(xlabel=units[res["transform"]], ylim=(0, 1), title=f"{res['transform']}, {res['n_digits']} digits")
         ax.grid(alpha=0.3)
     axes[0][0].legend(loc="lower left")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from localrules.data.arrays import to_unit_pixels
-from localrules.studies.curves import mutation_targets, selfclassify_curves, summarize
+from localrules.studies.curves import mutation_targets, one_piece, selfclassify_curves, summarize
 from localrules.tasks import mnist_selfclassify as ms
 
 
@@ -50,6 +50,31 @@ def test_disagreeing_cells_metrics_by_hand(digits):
     assert 0 < agree < 1  # some digits disagree: the case the untrained rule cannot show
     assert res["accuracy"] == pytest.approx([correct.item()] * 3)
     assert res["agreement"] == pytest.approx([agree.item()] * 3)
+    whole = one_piece(alive)
+    agree_whole = torch.tensor([len(set(vote[k][alive[k]].tolist())) <= 1 for k in range(len(px)) if whole[k]])
+    assert res["connected"] == pytest.approx([whole.float().mean().item()] * 3)
+    assert res["agreement_connected"] == pytest.approx([agree_whole.float().mean().item()] * 3)
+
+
+def test_one_piece_by_hand():
+    """8-connected pieces, as far as a 3x3 neighbourhood reaches: a diagonal touch joins."""
+    m = torch.zeros(5, 7, 7, dtype=torch.bool)
+    m[0, 1:6, 3] = True  # a bar
+    m[1, 1, 1] = m[1, 2, 2] = m[1, 3, 3] = True  # a diagonal
+    m[2, 1, 1] = m[2, 1, 3] = True  # two cells with a gap
+    m[3, 1:6, 1:6] = True
+    m[3, 2:5, 2:5] = False  # a ring
+    m[3, 3, 3] = True  # with a speck inside it
+    assert one_piece(m).tolist() == [True, True, False, False, True]  # an empty digit counts as one
+
+
+def test_one_piece_agrees_with_scipy_labelling():
+    from scipy import ndimage
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(200, 12, 12, generator=g) < torch.linspace(0.1, 0.7, 200)[:, None, None]
+    pieces = [ndimage.label(k.numpy(), structure=np.ones((3, 3)))[1] for k in m]
+    assert one_piece(m).tolist() == [p <= 1 for p in pieces]
 
 
 def test_mutation_targets_are_other_digits():
