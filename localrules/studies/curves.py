@@ -28,6 +28,11 @@ from localrules.tasks.mnist_selfclassify import ALIVE_THRESHOLD, Engine, labels_
 from localrules.train.perturb import mutate
 
 
+# the summary keys that evaluations print and keep (cards, transform sweeps)
+SUMMARY = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
+           "top_accuracy", "top_agreement", "connected_at_200", "agreement_connected_at_200")
+
+
 def mutation_targets(n: int, seed: int = 0) -> torch.Tensor:
     """(n,) index of another digit for each digit (never itself when n > 1)."""
     g = torch.Generator().manual_seed(seed)
@@ -104,11 +109,7 @@ def selfclassify_curves(
         "state_magnitude": (s_mag / alive_total.clamp(min=1)).tolist(),
         "update_magnitude": (u_mag / alive_total.clamp(min=1)).tolist(),
     }
-    out.update(summarize(acc, agr, mutate_at))
-    for t in (200, 400):
-        if steps >= t:
-            out[f"connected_at_{t}"] = out["connected"][t - 1]
-            out[f"agreement_connected_at_{t}"] = agr_whole[t - 1]
+    out.update(summarize(acc, agr, mutate_at, connected=out["connected"], agreement_connected=agr_whole))
     if frames is not None:
         out["frames"] = frames
     return out
@@ -177,15 +178,14 @@ def one_piece(alive: torch.Tensor) -> torch.Tensor:
     Each alive cell starts with its own index as a tag and repeatedly takes the largest tag in
     its 3x3 neighbourhood among alive cells; at the fixed point each piece carries one tag, so a
     digit is one piece when its smallest and largest tags are equal."""
-    B, H, W = alive.shape
-    big = H * W + 1
+    _, H, W = alive.shape
     tag = torch.where(alive, torch.arange(1, H * W + 1, device=alive.device).view(1, H, W), 0).float()
     while True:
         new = torch.nn.functional.max_pool2d(tag[:, None], 3, 1, 1)[:, 0] * alive
         if torch.equal(new, tag):
             break
         tag = new
-    lo = torch.where(alive, tag, big).flatten(1).amin(1)
+    lo = torch.where(alive, tag, H * W + 1).flatten(1).amin(1)
     return (lo == tag.flatten(1).amax(1)) | ~alive.flatten(1).any(1)
 
 
@@ -197,9 +197,10 @@ def _label_image(eng: Engine, state: torch.Tensor, k: int) -> np.ndarray:
     return torch.where(alive, lab, -1).to(torch.int8).cpu().numpy()
 
 
-def summarize(acc: list[float], agr: list[float], mutate_at: int | None) -> dict:
-    """Summary keys: values after 200 and 400 updates where the run is that long, and the
-    best accuracy / agreement before the mutation (the paper's "top" figures)."""
+def summarize(acc: list[float], agr: list[float], mutate_at: int | None, **more: list[float]) -> dict:
+    """Summary keys: values after 200 and 400 updates where the run is that long (of ``acc``,
+    ``agr`` and each curve in ``more``, by its name), and the best accuracy / agreement before
+    the mutation (the paper's "top" figures)."""
     head = mutate_at or len(acc)
     out = {
         "top_accuracy": max(acc[:head]),
@@ -209,6 +210,6 @@ def summarize(acc: list[float], agr: list[float], mutate_at: int | None) -> dict
     }
     for t in (200, 400):
         if len(acc) >= t:
-            out[f"accuracy_at_{t}"] = acc[t - 1]
-            out[f"agreement_at_{t}"] = agr[t - 1]
+            for name, curve in {"accuracy": acc, "agreement": agr, **more}.items():
+                out[f"{name}_at_{t}"] = curve[t - 1]
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from localrules.studies.curves import selfclassify_curves
+from localrules.studies.curves import SUMMARY, selfclassify_curves
 from localrules.tasks import mnist_selfclassify as ms
 from localrules.viz.plots import plot_curves, plot_magnitudes
 from localrules.viz.video import label_frames_to_gif
@@ -91,8 +91,7 @@ def model_card(checkpoint: str | Path, res: dict, title: str, notes: str = "") -
               f"counts pooled over all digits; {res['seconds']:.0f} s on {res['device']}.", "",
               "| metric | ours | paper |", "|---|---|---|"]
     paper = PAPER.get(variant, {})
-    for k in ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
-              "top_accuracy", "top_agreement", "connected_at_200", "agreement_connected_at_200"):
+    for k in SUMMARY:
         if k in res:
             step = f" (step {res[k + '_step']})" if k + "_step" in res else ""
             lines.append(f"| {k} | {res[k]:.4f}{step} | {paper[k]:.3f} |" if k in paper else

@@ -11,10 +11,8 @@ import torch
 
 from localrules.data.augment import SWEEPS, random_mix, sweep_level
 
+from .curves import SUMMARY
 from .report import selfclassify_report
-
-SUMMARY = ("accuracy_at_200", "agreement_at_200", "accuracy_at_400", "agreement_at_400",
-           "top_accuracy", "top_agreement", "connected_at_200", "agreement_connected_at_200")
 
 
 def transform_sweep(checkpoint, pixels: torch.Tensor, labels: torch.Tensor, kind: str, seed: int = 0,

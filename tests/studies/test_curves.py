@@ -120,6 +120,7 @@ def test_frames_for_gif(digits):
 
 def test_summary_keys():
     acc = list(np.linspace(0, 1, 400))
-    s = summarize(acc, acc, 200)
+    s = summarize(acc, acc, 200, connected=acc[::-1])
     assert s["accuracy_at_200"] == acc[199] and s["accuracy_at_400"] == acc[399]
+    assert s["connected_at_200"] == acc[200] and s["connected_at_400"] == acc[0]
     assert s["top_accuracy_step"] == 200
