@@ -106,8 +106,8 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
                  noise, batch_size, seed, images=None, labels=None, workers=0, transform=None):
     from localrules.data.arrays import load_image_arrays, to_unit_pixels
     from localrules.data.mnist import load_mnist
+    from localrules.studies.curves import SUMMARY
     from localrules.studies.report import selfclassify_report
-    from localrules.studies.robustness import SUMMARY
     import torch
 
     if images is not None or labels is not None:
@@ -141,7 +141,8 @@ def _transform_report(checkpoint, pixels, y, kind, out, json_path, seed, opts):
     """``eval --transform KIND``: the protocol at every level of one change of the digits (or of
     every change and the random mix, with ``all``)."""
     from localrules.data.augment import SWEEPS
-    from localrules.studies.robustness import SUMMARY, transform_sweep
+    from localrules.studies.curves import SUMMARY
+    from localrules.studies.robustness import transform_sweep
 
     results = {}
     for k in (["mix", *SWEEPS] if kind == "all" else [kind]):
