@@ -264,7 +264,7 @@ def study_zeroout(
     dev = setup(device, threads)
     rule, cfg, _ = mn.load(checkpoint, dev)
     if hidden_clip is not None:
-        rule.hidden_clip = hidden_clip
+        mn.set_hidden_clip(rule, hidden_clip)
     sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     if ray:
@@ -315,14 +315,14 @@ def study_stability(
 
         rule, cfg, _ = mn.load(checkpoint, dev)
         if hidden_clip is not None:
-            rule.hidden_clip = hidden_clip
+            mn.set_hidden_clip(rule, hidden_clip)
         data = load_split(cfg.dataset, cfg.split_seed, data_dir)
         if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
             raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
                                      param_hint="--arch")
         acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
         res = {"checkpoint": str(checkpoint), "arch": list(sizes), "samples": samples, "horizon": horizon,
-               "hidden_clip": rule.hidden_clip,
+               "hidden_clip": mn.hidden_clip(rule),
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
         (out / "accuracy_stability.json").write_text(json.dumps(res, indent=1))

@@ -51,8 +51,7 @@ def classify(model: NCA, digits, steps: int = 200, noise: float | None = None, s
     dense = torch.zeros(*px.shape[:3], model.rule.mlp[-1].out_features, device=dev)
     eng = Engine(model.cfg.engine, px, dense)
     state = eng.pack(dense)
-    for _ in range(steps):
-        state = model.step(eng.topology, eng.fixed, state, eng.alive, noise)
+    state = model.rollout(eng.topology, eng.fixed, state, eng.alive, steps, noise)
     labels = labels_of(eng.unpack(state)).argmax(-1)
     return torch.where(px[..., 0] > ALIVE_THRESHOLD, labels, -1)
 

@@ -8,7 +8,7 @@ architectures, updates them:
     p          = [w, h, w_f, h_f, w_b, h_b]         (see localrules.core.weightgraph)
     dw, dh     = R(p, c)                            MLP: W_1 p + U c -> hidden -> 1+H, last layer zero-init
     [w, h]    += [u <= fire_rate] * [dw, dh]
-    h          = clamp(h, -hidden_clip, hidden_clip)   (Config.hidden_clip > 0; rules from stage 4 on)
+    h          = clamp(h, -hidden_clip, hidden_clip)   the rule's post hook (Config.hidden_clip > 0; rules from stage 4 on)
 
 R is not conditioned on data. Meta-training samples task networks (random weights N(0, 1/fan_in)
 and hidden states N(0, h_init_std^2)), applies R for a random number of steps, and
@@ -30,7 +30,7 @@ meta-training (4-8-update rollouts from a pool), and its grown networks collapse
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.core import NCA, Rule
+from localrules.core.nca import ClampHidden
 from localrules.core.neuron_code import NeuronCode, random_positions, relative_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
@@ -45,6 +46,7 @@ from localrules.progress import bar as progress_bar
 from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
+from localrules.train.pooled import PooledTask
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 HIDDEN_CODES = ("index", "random", "relative")
@@ -120,9 +122,19 @@ def build_rule(cfg: Config) -> NCA:
     """The local rule as an NCA with a parameter-free (weight-graph) perception."""
     n_in = 3 * cfg.channels + (SIGNALS if cfg.data_conditioned else 0)
     rule = Rule(n_in, cfg.rule_hidden, cfg.channels, relu_input=False, code_dim=3 * cfg.pos_dim)
-    nca = NCA(None, rule, cfg.fire_rate)
-    nca.hidden_clip = cfg.hidden_clip  # read by rollout
-    return nca
+    return set_hidden_clip(NCA(None, rule, cfg.fire_rate, sparse_fire=True), cfg.hidden_clip)
+
+
+def set_hidden_clip(rule: NCA, clip: float) -> NCA:
+    """Bound the rule's hidden channels to [-clip, clip] after every update (its ``post`` hook;
+    0: unbounded), e.g. to measure a rule with another bound than the one it was trained with."""
+    rule.post = ClampHidden(clip) if clip else None
+    return rule
+
+
+def hidden_clip(rule: NCA) -> float:
+    """The bound of the rule's hidden channels (0.0: unbounded)."""
+    return rule.post.limit if isinstance(rule.post, ClampHidden) else 0.0
 
 
 def with_data_inputs(rule: NCA, cfg: Config) -> NCA:
@@ -279,73 +291,23 @@ def networks_per_chunk(n_cells: int, device) -> int:
 @torch.no_grad()
 def grow(rule: NCA, topo, state: torch.Tensor, steps: int, x=None, y=None, activation="relu",
          every: int = 1, metric=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Apply the rule ``steps`` times (:func:`rollout`: firing cells only); with data, also
-    record ``metric(logits, y)`` every ``every`` steps (default: the (S,) accuracies)."""
+    """Apply the rule ``steps`` times (``rule.rollout``); with data, also record
+    ``metric(logits, y)`` after every ``every`` updates and the last (default: the (S,) accuracies)."""
     metric = metric or accuracy
     curve = []
-    uc = code_projection(rule, topo, state.device)
-    for t in progress_bar(range(steps), desc="grow", unit="update", leave=False):
-        state = rollout(rule, topo, state, 1, uc)
-        if x is not None and ((t + 1) % every == 0 or t + 1 == steps):
+    bar = progress_bar(total=steps, desc="grow", unit="update", leave=False)
+
+    def observe(t: int, state: torch.Tensor) -> None:
+        bar.update()
+        if x is not None and (t % every == 0 or t == steps):
             curve.append(metric(task_forward(topo, state, x, activation), y))
+
+    state = rule.rollout(topo, None, state, None, steps, observe=observe)
+    bar.close()
     return state, curve
 
 
-def code_projection(nca: NCA, topo, device=None) -> torch.Tensor | None:
-    """U c: the rule's first-layer projection of the fixed code c, (S * cells or cells, hidden_1);
-    None for a rule without a code input."""
-    rule = nca.rule
-    if not rule.code_dim:
-        return None
-    uc = rule.code(topo.cell_code(rule.code_dim, device))
-    return uc.reshape(-1, uc.shape[-1])
-
-
-def rollout(nca: NCA, topo, state: torch.Tensor, steps: int, uc: torch.Tensor | None = None,
-            fires: torch.Tensor | None = None) -> torch.Tensor:
-    """``nca.rollout`` (the same updates and fire masks from the same RNG state), computed for the
-    firing cells only, with U c, the rule's projection of the fixed code c ((S *) cells,
-    hidden_1), computed once per rollout (or given: :func:`code_projection`):
-
-        fire   = [u <= fire_rate]                  u ~ U(0, 1) per cell, drawn before the update
-                                                   (or given: fires (steps, S, cells, 1) bool)
-        delta  = R_rest(W_1 p + U c + b_1)         on the (about fire_rate * S * cells) firing cells
-        state  = state + scatter(delta)            index_add into the flat (S * cells, C) state
-        h      = clamp(h, -hidden_clip, hidden_clip)   with nca.hidden_clip > 0 (Config.hidden_clip)
-
-    A cell that does not fire adds nothing, so skipping it changes no value and no gradient;
-    the MLP, its activations kept for backward and their gradients shrink by the fire rate
-    (profiled on 2 CPU cores, [784, 100, 100, 10], 8 networks, 6 updates with backward: about 2x
-    faster than the masked dense update, which also copied every step's in-place ReLU on a view).
-    """
-    rule = nca.rule
-    S, N, C = state.shape
-    if uc is None:
-        uc = code_projection(nca, topo, state.device)
-    clip = getattr(nca, "hidden_clip", 0.0)
-    for t in range(steps):
-        p = topo.perceive(state).reshape(S * N, -1)
-        if fires is None and nca.fire_rate >= 1.0:
-            idx = None
-        else:
-            fire = torch.rand(S, N, 1, device=state.device) <= nca.fire_rate if fires is None else fires[t]
-            idx = fire.view(-1).nonzero().squeeze(1)
-            p = p.index_select(0, idx)
-        h = rule.mlp[0](p)
-        if uc is not None:
-            if idx is None:
-                h = (h.view(S, N, -1) + uc.view(-1, N, uc.shape[-1])).view(S * N, -1)
-            else:
-                h = h + uc.index_select(0, idx if len(uc) == S * N else idx % N)
-        delta = rule.after_first(h)
-        flat = state.reshape(S * N, C)
-        state = (flat + delta if idx is None else flat.index_add(0, idx, delta)).view(S, N, C)
-        if clip:
-            state = torch.cat([state[..., :1], state[..., 1:].clamp(-clip, clip)], -1)
-    return state
-
-
-class MetaNCATask:
+class MetaNCATask(PooledTask):
     """Meta-training of the rule (implements the trainer's Task protocol).
 
     Architectures: ``cfg.archs`` with one sample pool each; or, with ``cfg.arch_range``, hidden
@@ -353,6 +315,9 @@ class MetaNCATask:
     ``cfg.arch_pools`` pools of random architectures, the drawn one replaced by a new random
     architecture with probability ``cfg.arch_redraw`` per iteration. With the random hidden code
     a pool also keeps each network's neuron positions (slot "pos")."""
+
+    NAME = "metanca"
+    BATCH = ("samples", "--samples")
 
     def __init__(self, cfg: Config, data: Split, device: torch.device):
         self.cfg = cfg.validate()
@@ -425,32 +390,18 @@ class MetaNCATask:
 
     def training_loss(self, steps: int):
         arch, topo, idx, state, pos = self.training_batch()
-        state = rollout(self.model, coded(topo, self.cfg, pos), state, steps)
+        state = self.model.rollout(coded(topo, self.cfg, pos), None, state, None, steps)
         d = torch.randint(len(self.x), (min(self.cfg.data_batch, len(self.x)),), device=self.device)
         logits = task_forward(topo, state, self.x[d], self.cfg.activation)
         y = self.y[d]
         loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(state)))
         self._committed = None
         if idx is not None:
-            self._committed = self.pools[arch]
-            self._committed.commit(idx, {"state": state.detach(), **({} if pos is None else {"pos": pos})})
+            self.commit(self.pools[arch], idx, {"state": state.detach(), **({} if pos is None else {"pos": pos})})
         return loss, {"task_accuracy": accuracy(logits.detach(), y).mean().item()}
 
-    def discard_batch(self):
-        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
-        if getattr(self, "_committed", None) is not None:
-            self._committed.undo()
-            self._committed = None
-
-    def shard(self, k: int) -> "MetaNCATask":
-        """A task over 1/k of the task networks and of each pool that trains this task's rule (one
-        shard of data-parallel training: localrules.train.shards)."""
-        s, p = self.cfg.samples, self.cfg.pool_size
-        if s % k or p % k:
-            raise ValueError(f"--samples {s} and --pool-size {p} must be multiples of the {k} processes (shards)")
-        part = MetaNCATask(replace(self.cfg, samples=s // k, pool_size=p // k), self.data, self.device)
-        part.model = self.model
-        return part
+    def with_config(self, cfg: Config) -> "MetaNCATask":
+        return MetaNCATask(cfg, self.data, self.device)
 
     def extra_state(self):
         return {"pools": {",".join(map(str, a)): p.state_dict() for a, p in self.pools.items()}}
@@ -462,9 +413,6 @@ class MetaNCATask:
                 self._add(tuple(int(v) for v in key.split(",")))
         for a, p in self.pools.items():
             p.load_state_dict(state["pools"][",".join(map(str, a))])
-
-    def config_dict(self):
-        return {"name": "metanca", **asdict(self.cfg)}
 
 
 def load(path: str | Path, device="cpu") -> tuple[NCA, Config, dict]:

@@ -17,7 +17,7 @@ changes every digit drawn into the pool at random (size, place, slant, stroke wi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from localrules.data.augment import random_mix
 from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import mutate
 from localrules.train.pool import SamplePool
+from localrules.train.pooled import PooledTask, pack_pixels, unpack_pixels
 
 ALIVE_THRESHOLD = 0.1
 N_LABELS = 10
@@ -138,8 +139,10 @@ class Engine:
         return idx[self.alive.reshape(-1)]
 
 
-class SelfClassifyTask:
+class SelfClassifyTask(PooledTask):
     """Pool training of the self-classifying NCA (implements the trainer's Task protocol)."""
+
+    NAME = "mnist-selfclassify"
 
     def __init__(self, cfg: Config, images: np.ndarray, labels: np.ndarray, device: torch.device):
         self.cfg = cfg.validate()
@@ -188,45 +191,30 @@ class SelfClassifyTask:
         target = b["label"][eng.alive_digit()]
         loss = loss_fn(self.cfg.loss, logits, target, len(b["label"]))
         b["state"] = eng.unpack(state.detach())
-        self.pool.commit(idx, b)
+        self.commit(self.pool, idx, b)
         acc = (logits.argmax(-1) == target).float().mean().item()
         return loss, {"cell_accuracy": acc}
 
-    def discard_batch(self):
-        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
-        self.pool.undo()
-
-    def shard(self, k: int) -> "SelfClassifyTask":
-        """A task over 1/k of the batch and of the pool that trains this task's model (one shard of
-        data-parallel training: localrules.train.shards)."""
-        b, p = self.cfg.batch_size, self.cfg.pool_size
-        if b % k or p % k:
-            raise ValueError(f"--batch-size {b} and --pool-size {p} must be multiples of the {k} processes (shards)")
-        part = SelfClassifyTask(replace(self.cfg, batch_size=b // k, pool_size=p // k), self.images[..., 0],
-                                self.labels, self.device)
-        part.model = self.model
-        return part
+    def with_config(self, cfg: Config) -> "SelfClassifyTask":
+        return SelfClassifyTask(cfg, self.images[..., 0], self.labels, self.device)
 
     def extra_state(self):
         """The pool, with states stored for alive cells only (dead cells hold zero): ~6x smaller."""
         slots = self.pool.state_dict()
         alive = slots["pixels"][..., 0] > ALIVE_THRESHOLD
-        return {"pool": {"pixels_u8": (slots["pixels"] * 255).round().to(torch.uint8),
+        return {"pool": {"pixels_u8": pack_pixels(slots["pixels"]),
                          "label": slots["label"], "alive_state": slots["state"][alive]}}
 
     def load_extra_state(self, state):
         pool = dict(state["pool"])
         if "pixels_u8" in pool:  # pixels are k / 255, so this round trip is exact
-            pool["pixels"] = pool.pop("pixels_u8").float() / 255.0
+            pool["pixels"] = unpack_pixels(pool.pop("pixels_u8"))
         if "alive_state" in pool:
             alive = pool["pixels"][..., 0] > ALIVE_THRESHOLD
             full = pool["alive_state"].new_zeros(*alive.shape, self.cfg.channels)
             full[alive] = pool.pop("alive_state")
             pool["state"] = full
         self.pool.load_state_dict(pool)
-
-    def config_dict(self):
-        return {"name": "mnist-selfclassify", **asdict(self.cfg)}
 
 
 PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained"))

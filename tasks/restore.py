@@ -4,7 +4,7 @@ Hybrid (the seed text's recipe; the wiring it leaves open is chosen as below):
 
     s_0     = encoder(pad(x))                 1x1 conv 1 -> 16 on the 32x32 lattice     (B, 32, 32, 16)
     for t < steps (10):
-      s     = LayerNorm(s + rule(dwconv3x3(s)))   CA: depthwise 3x3 (x4) -> ReLU -> 1x1 64 -> 16, ~1.7k params
+      s     = LayerNorm(s + rule(dwconv3x3(s)))   one NCA step, post hook = LayerNorm, noise, gate; CA: depthwise 3x3 (x4) -> ReLU -> 1x1 64 -> 16, ~1.7k params
       g     = gate(s r)                       r: learned read-out 16 -> 1 per cell (32x32 = 1024 inputs);
                                               MLP 1024 -> 1024 -> ReLU -> dropout -> 256 (16x16), ~1.3M params
       s     = s + upsample2(g) * a            bilinear x2; a: learned per-channel scale (16)
@@ -36,7 +36,7 @@ dropout in the gate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from localrules.train.checkpoint import build_from_checkpoint
 from localrules.train.perturb import damage as damage_cells
 from localrules.train.perturb import mask_region
 from localrules.train.pool import SamplePool
+from localrules.train.pooled import PooledTask, pack_pixels, unpack_pixels
 
 MODELS = ("hybrid", "ca", "cnn-ae", "classifier")
 LATTICE_MODELS = ("hybrid", "ca")
@@ -152,7 +153,7 @@ class CARestorer(nn.Module):
         self.cfg, self.pad = cfg, (L - 28) // 2
         self.encoder = nn.Conv2d(1, C, 1)
         per = MoorePerception(C, C * cfg.ca_multiplier, "depthwise")
-        self.ca = NCA(per, Rule(per.out_dim, (), C), fire_rate=1.0)
+        self.ca = NCA(per, Rule(per.out_dim, (), C), fire_rate=1.0, post=self.after_update)
         self.norm = nn.LayerNorm(C)
         self.gate = None
         if gate:
@@ -173,24 +174,28 @@ class CARestorer(nn.Module):
         p = self.pad
         return self.encoder(F.pad(x, (p, p, p, p))[:, None]).permute(0, 2, 3, 1)
 
+    def after_update(self, s: torch.Tensor) -> torch.Tensor:
+        """The CA's post-update hook: s <- LayerNorm(s) (+ N(0, state_noise^2) in training), then
+        with the gate s <- s + upsample2(gate(s r)) * a."""
+        s = self.norm(s)
+        if self.training and self.cfg.state_noise:
+            s = s + torch.randn_like(s) * self.cfg.state_noise
+        if self.gate is not None:
+            g = self.gate(self.gate_read(s).flatten(1))  # (B, 1, L, L)
+            s = s + g[:, 0, :, :, None] * self.gate_scale
+        return s
+
     def run(self, s: torch.Tensor, steps: int, damage_frac: float = 0.0,
             damaged: torch.Tensor | None = None) -> torch.Tensor:
-        """s (B, L, L, C) -> the lattice after ``steps`` steps; ``damage_frac`` > 0 zeroes that
-        fraction of the cells of the rows ``damaged`` (B,) bool (default all) at step steps // 2."""
-        grid = Grid2D()
-        for t in range(steps):
-            if damage_frac and t == steps // 2:
-                if damaged is None:
-                    s = damage_cells(s, damage_frac)
-                else:
-                    s = damage_rows(s, damage_frac, damaged)
-            s = self.norm(self.ca.step(grid, s[..., :0], s, None))
-            if self.training and self.cfg.state_noise:
-                s = s + torch.randn_like(s) * self.cfg.state_noise
-            if self.gate is not None:
-                g = self.gate(self.gate_read(s).flatten(1))  # (B, 1, L, L)
-                s = s + g[:, 0, :, :, None] * self.gate_scale
-        return s
+        """s (B, L, L, C) -> the lattice after ``steps`` steps of ``self.ca.rollout``;
+        ``damage_frac`` > 0 zeroes that fraction of the cells of the rows ``damaged`` (B,) bool
+        (default all) before step steps // 2 (the rollout's perturb hook)."""
+        def damage(t: int, s: torch.Tensor) -> torch.Tensor:
+            if t != steps // 2:
+                return s
+            return damage_cells(s, damage_frac) if damaged is None else damage_rows(s, damage_frac, damaged)
+
+        return self.ca.rollout(Grid2D(), None, s, None, steps, perturb=damage if damage_frac else None)
 
     def read(self, s: torch.Tensor) -> torch.Tensor:
         """Lattice (B, L, L, C) -> image sigmoid(readout(s)) cropped to (B, 28, 28)."""
@@ -274,13 +279,16 @@ def normalized_convolution(x: torch.Tensor, keep: torch.Tensor, sigma: float = 1
     return torch.where(keep, x, fill)
 
 
-class RestoreTask:
+class RestoreTask(PooledTask):
     """Training of one restoration model or the classifier (the trainer's Task protocol).
 
     With ``pool_size`` > 0 the lattice models keep a SamplePool of (state (P, L, L, C),
     clean (P, 28, 28)); the recipe is in the module docstring. ``last`` holds the pool
     indices, start and final states of the latest batch.
     """
+
+    NAME = "restore"
+    POOL = ("pool_size", "pool size")
 
     def __init__(self, cfg: Config, images: torch.Tensor, labels: torch.Tensor, device):
         self.cfg = cfg.validate()
@@ -338,45 +346,33 @@ class RestoreTask:
         start = s.detach()
         s = self.model.run(s, steps, cfg.damage_frac, damaged)
         loss = F.mse_loss(self.model.read(s), clean)
-        self.pool.commit(idx, {"state": s, "clean": clean})
+        self.commit(self.pool, idx, {"state": s, "clean": clean})
         self.last = {"idx": idx, "start": start, "final": s.detach(), "fresh": fresh,
                      "remask": remask, "damaged": damaged}
         return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
 
-    def discard_batch(self):
-        """Undo the pool commit of the latest ``training_loss`` (its loss was not finite)."""
-        if self.pool is not None:
-            self.pool.undo()
+    def with_config(self, cfg: Config) -> "RestoreTask":
+        return RestoreTask(cfg, self.images, self.labels, self.device)
 
-    def shard(self, k: int) -> "RestoreTask":
-        """A task over 1/k of the batch and of the pool that trains this task's model (one shard of
-        data-parallel training: localrules.train.shards); its pool is encoded by that model."""
-        b, p = self.cfg.batch_size, self.cfg.pool_size
-        if b % k or p % k:
-            raise ValueError(f"--batch-size {b} and pool size {p} must be multiples of the {k} processes (shards)")
-        part = RestoreTask(replace(self.cfg, batch_size=b // k, pool_size=p // k), self.images, self.labels,
-                           self.device)
-        part.model = self.model
-        if part.pool is not None:
-            clean = part.pool.slots["clean"]
+    def use_model(self, model: nn.Module) -> None:
+        """Train ``model``; the pool's states are encoded again by it (a shard's pool)."""
+        self.model = model
+        if self.pool is not None:
+            clean = self.pool.slots["clean"]
             with torch.no_grad():
-                part.pool.slots["state"] = self.model.encode(clean * training_masks(clean, part.cfg))
-        return part
+                self.pool.slots["state"] = model.encode(clean * training_masks(clean, self.cfg))
 
     def extra_state(self):
         if self.pool is None:
             return {}
         slots = self.pool.state_dict()  # clean pixels are k / 255: uint8 is exact
-        return {"pool": {"state": slots["state"], "clean_u8": (slots["clean"] * 255).round().to(torch.uint8)}}
+        return {"pool": {"state": slots["state"], "clean_u8": pack_pixels(slots["clean"])}}
 
     def load_extra_state(self, state):
         if self.pool is not None and "pool" in state:
             pool = dict(state["pool"])
-            pool["clean"] = pool.pop("clean_u8").float() / 255.0
+            pool["clean"] = unpack_pixels(pool.pop("clean_u8"))
             self.pool.load_state_dict(pool)
-
-    def config_dict(self):
-        return {"name": "restore", **asdict(self.cfg)}
 
 
 def train_config(cfg: Config, iterations: int, lr: float = 1e-3, seed: int = 0, minutes: float = 0.0):

@@ -97,8 +97,8 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
     def engine(run_backward=True, px=px, fires=fires, noises=noises, noise_std=0.02):
         eng = ms.Engine("alive", px, torch.zeros(*px.shape[:3], C, device=device))
         s = eng.pack(torch.zeros(*px.shape[:3], C, device=device))
-        for t in range(len(fires)):
-            s = model.step(eng.topology, eng.fixed, s, eng.alive, noise_std, eng.pack(fires[t]), eng.pack(noises[t]))
+        s = model.rollout(eng.topology, eng.fixed, s, eng.alive, len(fires), noise_std,
+                          torch.stack([eng.pack(f) for f in fires]), torch.stack([eng.pack(n) for n in noises]))
         if run_backward:
             tgt = labels[eng.alive_digit()]
             loss = ms.loss_fn("l2", ms.labels_of(s), tgt, len(px))
@@ -179,7 +179,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
     y = torch.randint(sizes[-1], (data_batch,), device=device)
 
     def engine(run_backward=True):
-        s = mn.rollout(rule, topo, state0, steps, fires=fires)  # the meta-training update
+        s = rule.rollout(topo, None, state0, None, steps, fires=fires)  # the meta-training update
         loss = None
         if run_backward:
             loss = F.cross_entropy(mn.task_forward(topo, s, x, "relu").flatten(0, 1), y.repeat(samples))
@@ -230,7 +230,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
     def grow():  # how the studies grow networks: in cache-sized chunks
         with torch.inference_mode():
             for lo in range(0, samples, chunk):
-                mn.rollout(rule, topo, state0[lo : lo + chunk], steps, fires=fires[:, lo : lo + chunk])
+                rule.rollout(topo, None, state0[lo : lo + chunk], None, steps, fires=fires[:, lo : lo + chunk])
 
     evals = {"engine": _row(_time(grow, repeats, device), cells, _flops(grow)),
              "reference": _row(_time(no_grad(loop), repeats, device), cells, _flops(no_grad(loop)))}

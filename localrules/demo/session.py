@@ -159,8 +159,7 @@ class SelfClassifySession:
                 self._engine = ms.Engine("alive", px, self.state[None])
             eng = self._engine
             rows = eng.pack(self.state[None])
-            for _ in range(n):
-                rows = self.model.step(eng.topology, eng.fixed, rows, eng.alive, self.noise_std)
+            rows = self.model.rollout(eng.topology, eng.fixed, rows, eng.alive, n, self.noise_std)
             self.state = eng.unpack(rows)[0]
         self.steps += n
 

@@ -143,18 +143,10 @@ def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, muta
     dense = torch.zeros(*px.shape[:3], model.rule.mlp[-1].out_features, device=dev)
     eng = Engine(engine, px, dense)
     state = eng.pack(dense)
-    for t in range(steps):
-        if mutate_at is not None and t == mutate_at:
-            dense = eng.unpack(state)
-            old_alive = px > ALIVE_THRESHOLD
-            px, lab = px_next.to(dev, torch.float32)[..., None], lab_next.to(dev)
-            dense = mutate(dense, px > ALIVE_THRESHOLD, old_alive)
-            eng = Engine(engine, px, dense)
-            state = eng.pack(dense)
-            whole = one_piece(px[..., 0] > ALIVE_THRESHOLD)
-        new = model.step(eng.topology, eng.fixed, state, eng.alive, noise_std)
-        rows, prev = eng.alive_rows(new), eng.alive_rows(state)
-        state = new
+    run = {"t": 0, "prev": state}
+
+    def observe(_, new):  # after every update; eng, lab and whole are those of the current digits
+        t, rows, prev = run["t"], eng.alive_rows(new), eng.alive_rows(run["prev"])
         digit = eng.alive_digit()
         pred = labels_of(rows).argmax(-1)
         lo_lab = torch.full((B,), 10, device=dev).scatter_reduce(0, digit, pred, "amin")
@@ -168,7 +160,19 @@ def _run_batch(model: NCA, lo: int, px, lab, px_next, lab_next, steps: int, muta
         sums[5, t] = whole.sum()
         sums[6, t] = (agree & whole).sum()
         if frames is not None:
-            frames[t] = _label_image(eng, state, k)
+            frames[t] = _label_image(eng, new, k)
+        run["t"], run["prev"] = t + 1, new
+
+    first = steps if mutate_at is None else min(mutate_at, steps)
+    state = model.rollout(eng.topology, eng.fixed, state, eng.alive, first, noise_std, observe=observe)
+    if first < steps:  # the mutation: every digit becomes the next one, the states carried over
+        old_alive = px > ALIVE_THRESHOLD
+        px, lab = px_next.to(dev, torch.float32)[..., None], lab_next.to(dev)
+        dense = mutate(eng.unpack(state), px > ALIVE_THRESHOLD, old_alive)
+        eng = Engine(engine, px, dense)
+        state = run["prev"] = eng.pack(dense)
+        whole = one_piece(px[..., 0] > ALIVE_THRESHOLD)
+        model.rollout(eng.topology, eng.fixed, state, eng.alive, steps - first, noise_std, observe=observe)
     return lo, sums.cpu(), frames
 
 

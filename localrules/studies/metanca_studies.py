@@ -150,7 +150,7 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
     back = [t for t, a in enumerate(after_curve, 1) if acc_before - a <= tol]
     return {
         "sizes": list(sizes), "samples": samples, "zero_out_at": steps_before, "frac": frac,
-        "hidden_clip": getattr(rule, "hidden_clip", 0.0),
+        "hidden_clip": mn.hidden_clip(rule),
         "accuracy": curve,  # entry t-1: after t updates; entry steps_before: right after zero-out
         "accuracy_before": acc_before,
         "accuracy_min_after": min(curve[steps_before:]),

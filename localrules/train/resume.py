@@ -59,7 +59,6 @@ def apply_changes(cfg, saved: dict[str, Any] | None, opt, sched, iteration: int)
         lr = cfg.lr * cfg.lr_gamma ** bisect.bisect_right(milestones, sched.last_epoch)
         for group in opt.param_groups:
             group["lr"], group["initial_lr"] = lr, cfg.lr
-        sched._last_lr = [lr for _ in opt.param_groups]
     return {"iteration": iteration, **diff}
 
 

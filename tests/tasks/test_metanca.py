@@ -284,11 +284,12 @@ def test_hidden_clip_bounds_the_hidden_state_and_not_the_weights():
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     torch.manual_seed(0)
-    clipped = mn.rollout(rule, topo, state, 4)
+    assert mn.hidden_clip(rule) == 0.5  # the rule's post hook
+    clipped = rule.rollout(topo, None, state, None, 4)
     assert clipped[..., 1:].abs().max() <= 0.5 and clipped[..., :1].abs().max() > 0.5
-    rule.hidden_clip = 0.0
+    mn.set_hidden_clip(rule, 0.0)
     torch.manual_seed(0)
-    free = mn.rollout(rule, topo, state, 4)
+    free = rule.rollout(topo, None, state, None, 4)
     assert free[..., 1:].abs().max() > 0.5  # the bound is what kept them in
     with pytest.raises(ValueError, match="hidden_clip"):
         mn.Config(hidden_clip=-1.0).validate()
@@ -352,33 +353,49 @@ def test_random_architectures_without_pooling_change_every_iteration():
     assert len(archs) > 10 and all(a[0] == 4 and a[-1] == 3 and 2 <= a[1] <= 30 for a in archs)
 
 
+def test_shipped_rules_carry_their_hidden_clip_into_the_core_rollout():
+    # catches a clip that lives outside NCA.rollout (the core's own rollout of a shipped rule
+    # would then let h drift) or a checkpoint loaded without its bound
+    for name in ("metanca-mnist", "metanca-mnist-dc", "metanca-mnist-relative"):
+        rule, cfg, _ = mn.load(mn.PRETRAINED_PATH.parent / f"{name}.safetensors")
+        assert cfg.hidden_clip > 0 and mn.hidden_clip(rule) == cfg.hidden_clip, name
+        assert rule.sparse_fire and list(rule.state_dict()) == [k for k, _ in rule.named_parameters()]
+
+
 @pytest.mark.parametrize("hidden_code", ["index", "random", "relative"])
-def test_rollout_with_the_code_projected_once_equals_the_nca_rollout(hidden_code):
-    cfg = mn.Config(hidden_code=hidden_code, hidden_span=10.0 if hidden_code == "relative" else 0.0)
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_sparse_fire_rollout_equals_the_masked_rollout(hidden_code, clip):
+    # catches a sparse update that adds deltas to the wrong cells, or mixes up per-network codes
+    cfg = mn.Config(hidden_code=hidden_code, hidden_span=10.0 if hidden_code == "relative" else 0.0,
+                    hidden_clip=clip)
     rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     grown = mn.coded(topo, cfg, mn.new_positions(topo, 3, cfg))
     torch.manual_seed(2)
-    a = mn.rollout(rule, grown, state, 4)
+    a = rule.rollout(grown, None, state, None, 4)
+    rule.sparse_fire = False
     torch.manual_seed(2)
-    b = rule.rollout(grown, state[..., :0], state, None, 4)
+    b = rule.rollout(grown, None, state, None, 4)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, state)
+    if clip:
+        assert a[..., 1:].abs().max() <= clip
 
 
 @pytest.mark.parametrize("fire_rate", [0.5, 1.0])
 def test_rollout_of_firing_cells_only_gives_the_masked_update_gradients(fire_rate):
-    cfg = mn.Config(fire_rate=fire_rate)
+    cfg = mn.Config(fire_rate=fire_rate, hidden_clip=1.0)
     rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     x, y = torch.randn(7, 5), torch.randint(3, (7,))
     grads = []
-    for fast in (True, False):
+    for sparse in (True, False):
         rule.zero_grad()
+        rule.sparse_fire = sparse
         torch.manual_seed(4)
-        end = mn.rollout(rule, topo, state, 3) if fast else rule.rollout(topo, state[..., :0], state, None, 3)
+        end = rule.rollout(topo, None, state, None, 3)
         F.cross_entropy(mn.task_forward(topo, end, x, "tanh").flatten(0, 1), y.repeat(3)).backward()
         grads.append([p.grad.clone() for p in rule.parameters()])
     for a, b in zip(*grads):
@@ -386,16 +403,19 @@ def test_rollout_of_firing_cells_only_gives_the_masked_update_gradients(fire_rat
     assert any(g.abs().sum() > 0 for g in grads[0])
 
 
-def test_grow_equals_stepping_the_nca():
-    cfg = mn.Config()
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_grow_equals_stepping_the_nca_one_step_at_a_time(clip):
+    cfg = mn.Config(hidden_clip=clip)
     rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
     state = mn.init_networks(topo, 3, cfg)
     torch.manual_seed(5)
     grown, _ = mn.grow(rule, topo, state, 4)
     torch.manual_seed(5)
+    stepped = state
     with torch.no_grad():
-        stepped = rule.rollout(topo, state[..., :0], state, None, 4)
+        for _ in range(4):
+            stepped = rule.step(topo, None, stepped)
     torch.testing.assert_close(grown, stepped)
 
 

@@ -195,7 +195,7 @@ def test_old_checkpoints_keep_the_plain_recipe():
     cfg = rs.config_from_fields(old)  # the fields of a checkpoint from before the pool recipe
     assert (cfg.pool_size, cfg.mask_min, cfg.mask_max, cfg.damage_share, cfg.region_share) == (0, 0.7, 0.7, 0, 0)
     assert (cfg.steps_min, cfg.steps_max, cfg.steps) == (10, 10, 10)
-    new = rs.config_from_fields({k: v for k, v in rs.asdict(rs.Config()).items()})
+    new = rs.config_from_fields(dict(vars(rs.Config())))
     assert new == rs.Config()
 
 

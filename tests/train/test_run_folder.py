@@ -39,7 +39,7 @@ def test_an_out_that_is_a_file_is_one_clear_error(tmp_path, small_digits):
 @pytest.mark.parametrize("minutes,saved", [(0.0, [4]), (1e-9, [1, 2, 3, 4])])
 def test_checkpoints_also_follow_the_clock(tmp_path, small_digits, monkeypatch, minutes, saved):
     """checkpoint_minutes: a checkpoint after any iteration that ends that long after the last one."""
-    import localrules.train.loop as loop
+    import localrules.train.checkpointer as loop
 
     seen, real = [], loop.save_state
     monkeypatch.setattr(loop, "save_state", lambda path, state: (seen.append(state["iteration"]), real(path, state)))
