@@ -38,8 +38,13 @@ def small_digits():
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The real MNIST folder ($LOCALRULES_DATA or ../shared/data/mnist); skip if absent."""
+    """The real MNIST folder ($LOCALRULES_DATA or ../shared/data/mnist). Absent, the tests that
+    need it skip, unless $LOCALRULES_REQUIRE_MNIST=1 (CI sets it): then they fail, so that the
+    shipped-model tests cannot pass by not running."""
     d = Path(os.environ.get("LOCALRULES_DATA", SHARED_MNIST))
     if not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
-        pytest.skip("real MNIST not available (set LOCALRULES_DATA)")
+        why = f"real MNIST not found in {d} (set LOCALRULES_DATA)"
+        if os.environ.get("LOCALRULES_REQUIRE_MNIST", "") not in ("", "0"):
+            pytest.fail(why + "; LOCALRULES_REQUIRE_MNIST is set", pytrace=False)
+        pytest.skip(why)
     return d

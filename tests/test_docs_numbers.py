@@ -1,0 +1,188 @@
+"""The figures that README.md and the docs pages quote, held to the JSON files beside the models.
+
+Faults caught: a figure typed by hand that disagrees with the measurement (the README once said
+0.9466 for the shipped L2 + noise model's accuracy after 400 steps, where its eval JSON says
+0.9486), a figure left behind when a model is retrained and its JSON rewritten, and a table row
+edited or reordered by hand. It does not check figures that no JSON holds (the damage drops of
+the shipped restorers, the studies measured by hand): those live in the model cards.
+
+How: each check is a piece of a page written as the page shows it, with every figure a format
+field that names its JSON file (an alias from ``SOURCES``), its key path and its rounding, e.g.
+``accuracy {l2noise[accuracy_at_200]:.4f}``. The test fills the fields from the JSON files and
+asserts that the filled text occurs on the page, word for word; line breaks count as spaces and
+``**`` (bold) is ignored.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRE = "localrules/pretrained/"
+
+SOURCES = {  # alias: the JSON file, relative to the repository root
+    "l2noise": PRE + "mnist-selfclassify-l2noise.eval.json",
+    "ce": PRE + "mnist-selfclassify-ce.eval.json",
+    "robust": PRE + "mnist-selfclassify-robust.eval.json",
+    "mix": PRE + "mnist-selfclassify-robust.mix.json",
+    "meta": PRE + "metanca-mnist.eval.json",
+    "dc": PRE + "metanca-mnist-dc.eval.json",
+    "dcmap": PRE + "metanca-mnist-dc.heatmap.json",
+    "rel": PRE + "metanca-mnist-relative.eval.json",
+    "wide": PRE + "metanca-mnist-relative.wide.json",
+    "restore": PRE + "restore/eval.json",
+    "equal": "docs/restore-equal-batches.json",
+}
+
+
+def derived(src: dict) -> dict:
+    """Figures the pages quote that are computed from the JSON files, not stored in them."""
+    wide = [c for c in src["wide"]["cells"] if max(c["x"], c["y"]) > 100 and min(c["x"], c["y"]) >= 10]
+    eq = src["equal"]["eval"]["models"]
+    return {
+        "wide_cells": len(wide),  # cells with a layer wider than 100 and none narrower than 10
+        "wide_mean": sum(c["mean_accuracy"] for c in wide) / len(wide),
+        "equal_lead_db": eq["cnn-ae"]["psnr_db"] - eq["hybrid"]["psnr_db"],  # CNN-AE over hybrid, 70 %
+        "equal_lead_id": eq["cnn-ae"]["digit_id_accuracy"] - eq["hybrid"]["digit_id_accuracy"],
+    }
+
+
+def pd(*path: str) -> str:
+    """A "PSNR / digit-ID" table cell of a restore JSON: pd("restore", "models", "hybrid")."""
+    key = path[0] + "".join(f"[{p}]" for p in path[1:])
+    return f"{{{key}[psnr_db]:.2f}} / {{{key}[digit_id_accuracy]:.4f}}"
+
+
+def arch(src: str, i: int) -> str:
+    """The mean test accuracy of eval metanca's i-th architecture."""
+    return f"{{{src}[archs][{i}][mean_accuracy]:.4f}}"
+
+
+RESTORE_MODELS = ("hybrid", "ca", "cnn-ae", "interpolation")
+MASK_ROWS = {"50 % of pixels": "pixels-0.5", "90 % of pixels": "pixels-0.9",
+             "a square of 25 % of the image": "region-0.25", "a square of 50 %": "region-0.5"}
+EQUAL_ROWS = {"70 % of pixels": "pixels-0.7", "50 % of pixels": "pixels-0.5", "90 % of pixels": "pixels-0.9",
+              "a square of 25 %": "region-0.25", "a square of 50 %": "region-0.5"}
+
+CHECKS = [
+    # README.md: the headline figure of each system
+    ("README.md", "reaches accuracy {l2noise[accuracy_at_200]:.4f} and agreement "
+                  "{l2noise[agreement_at_200]:.4f} after 200 steps on the full test set"),
+    ("README.md", "[784, 50, 30, 10] networks grown by the shipped MNIST rule reach "
+                  "{meta[archs][1][mean_accuracy]:.4f} test accuracy (Adam after one epoch: "
+                  "{meta[archs][1][adam_accuracy]:.4f})"),
+    ("README.md", "restores them at {restore[models][hybrid][psnr_db]:.2f} dB PSNR / "
+                  "{restore[models][hybrid][digit_id_accuracy]:.4f} digit-ID accuracy"),
+    ("README.md", "(the CNN auto-encoder baseline: {restore[models][cnn-ae][psnr_db]:.2f} dB;"),
+
+    # docs/selfclassify.md: the shipped models, the robust table, digits in pieces
+    ("docs/selfclassify.md", "| {l2noise[accuracy_at_200]:.4f} / {l2noise[agreement_at_200]:.4f} | "
+                             "{l2noise[accuracy_at_400]:.4f} / {l2noise[agreement_at_400]:.4f} | "
+                             "{mix[paper_model][accuracy_at_200]:.4f} / {mix[paper_model][agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "| cross-entropy (100k iterations) | {ce[accuracy_at_200]:.4f} / {ce[agreement_at_200]:.4f} | "
+                             "{ce[accuracy_at_400]:.4f} / {ce[agreement_at_400]:.4f} |"),
+    ("docs/selfclassify.md", "| {robust[accuracy_at_200]:.4f} / {robust[agreement_at_200]:.4f} | "
+                             "{robust[accuracy_at_400]:.4f} / {robust[agreement_at_400]:.4f} | "
+                             "{mix[robust][accuracy_at_200]:.4f} / {mix[robust][agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "(with noise: {l2noise[accuracy_at_200]:.4f} / {l2noise[agreement_at_200]:.4f}, "
+                             "{l2noise[accuracy_at_400]:.4f})"),
+    ("docs/selfclassify.md", "| robust | {mix[robust][accuracy_at_200]:.4f} / {mix[robust][agreement_at_200]:.4f} | "
+                             "{robust[accuracy_at_200]:.4f} / {robust[agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "| paper (L2 + noise) | {mix[paper_model][accuracy_at_200]:.4f} / "
+                             "{mix[paper_model][agreement_at_200]:.4f} | "
+                             "{l2noise[accuracy_at_200]:.4f} / {l2noise[agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "| robust, random mix | {mix[robust][connected_at_200]:.4f} | "
+                             "{mix[robust][agreement_connected_at_200]:.4f} | {mix[robust][agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "| robust, plain | {robust[connected_at_200]:.4f} | "
+                             "{robust[agreement_connected_at_200]:.4f} | {robust[agreement_at_200]:.4f} |"),
+    ("docs/selfclassify.md", "| paper, plain | {l2noise[connected_at_200]:.4f} | "
+                             "{l2noise[agreement_connected_at_200]:.4f} | {l2noise[agreement_at_200]:.4f} |"),
+
+    # docs/metanca.md: the shipped rules, their rows of the stage table, the heatmaps
+    ("docs/metanca.md", f"| {arch('meta', 0)} | {arch('meta', 1)} | {arch('meta', 2)} | 0.9271 / 0.8625 (100 per cell) |"),
+    ("docs/metanca.md", f"| {arch('dc', 0)} | {arch('dc', 1)} | {arch('dc', 2)} | "
+                        "{dcmap[mean_over_cells]:.4f} / {dcmap[worst_cell]:.4f} (100 per cell) |"),
+    ("docs/metanca.md", f"| {arch('rel', 0)} | {arch('rel', 1)} | {arch('rel', 2)} | 0.9022 / 0.7736 (10 per cell) |"),
+    ("docs/metanca.md", "| Adam, one epoch | {meta[archs][0][adam_accuracy]:.4f} | {meta[archs][1][adam_accuracy]:.4f} | "
+                        "{meta[archs][2][adam_accuracy]:.4f} |"),
+    ("docs/metanca.md", "over the {derived[wide_cells]} cells of X, Y in 5..200 with a layer wider than 100 (and none "
+                        "narrower than 10) it averages {derived[wide_mean]:.4f}"),
+    ("docs/metanca.md", f"| **shipped (stage 4, + 3,161 on the CPU)** | {arch('meta', 0)} | {arch('meta', 1)} | {arch('meta', 2)} |"),
+    ("docs/metanca.md", f"(`metanca-mnist-dc`) | {arch('dc', 0)} | {arch('dc', 1)} | {arch('dc', 2)} | "
+                        "{dcmap[mean_over_cells]:.4f} / {dcmap[worst_cell]:.4f} (100 per cell) |"),
+    ("docs/metanca.md", f"(`metanca-mnist-relative`) | {arch('rel', 0)} | {arch('rel', 1)} | {arch('rel', 2)} |"),
+    ("docs/metanca.md", "it measures mean {dcmap[mean_over_cells]:.4f}, worst {dcmap[worst_cell]:.4f}, best "
+                        "{dcmap[best_cell]:.4f}"),
+    ("docs/metanca.md", "grown / Adam after one epoch has median {dcmap[median_ratio]:.3f} and worst {dcmap[worst_ratio]:.3f}"),
+    ("docs/metanca.md", "the {derived[wide_cells]} cells with a layer wider than 100 (and none narrower than 10) "
+                        "average {derived[wide_mean]:.4f}"),
+
+    # docs/restore.md: the shipped models at 70 %, other masks and longer runs, equal batches
+    *[("docs/restore.md", f"| {{restore[models][{m}][psnr_db]:.2f}} | {{restore[models][{m}][digit_id_accuracy]:.4f}} |")
+      for m in RESTORE_MODELS],
+    *[("docs/restore.md", f"| {label} | " + " | ".join(pd("restore", "masks", mask, m) for m in RESTORE_MODELS) + " |")
+      for label, mask in MASK_ROWS.items()],
+    *[("docs/restore.md", f"| 70 %, {k} the trained steps | {pd('restore', 'steps', k, 'hybrid')} | "
+                          f"{pd('restore', 'steps', k, 'ca')} |") for k in ("2x", "5x")],
+    *[("docs/restore.md", f"| {label} | " + " | ".join(pd("equal", "eval", "masks", mask, m) for m in RESTORE_MODELS) + " |")
+      for label, mask in EQUAL_ROWS.items()],
+    ("docs/restore.md", "| 70 %, 2x / 5x the steps | "
+                        + " | ".join(f"{{equal[eval][steps][2x][{m}][psnr_db]:.2f}} / {{equal[eval][steps][5x][{m}][psnr_db]:.2f}} dB"
+                                     for m in ("hybrid", "ca")) + " |"),
+    ("docs/restore.md", "| digit-ID drop under 30 % damage (2,000 digits) | "
+                        + " | ".join(f"{{equal[damage][models][{m}][accuracy_drop]:.4f}}" for m in ("hybrid", "ca", "cnn-ae"))
+                        + " |"),
+    ("docs/restore.md", "it leads the hybrid by {derived[equal_lead_db]:.2f} dB and {derived[equal_lead_id]:.3f} of digit-ID"),
+]
+
+
+def plain(text: str) -> str:
+    """Text as compared: no bold markers, every run of white space one space."""
+    return " ".join(text.replace("**", "").split())
+
+
+@pytest.fixture(scope="module")
+def sources() -> dict:
+    src = {alias: json.loads((ROOT / path).read_text()) for alias, path in SOURCES.items()}
+    src["derived"] = derived(src)
+    return src
+
+
+def missing(page_text: str, template: str, sources: dict) -> str | None:
+    """The filled template when the page does not show it, else None."""
+    filled = plain(template.format(**sources))
+    return None if filled in plain(page_text) else filled
+
+
+@pytest.mark.parametrize("page, template", CHECKS, ids=[f"{p}:{i}" for i, (p, _) in enumerate(CHECKS)])
+def test_page_shows_the_json_figures(page, template, sources):
+    filled = missing((ROOT / page).read_text(), template, sources)
+    assert filled is None, (f"{page} does not show, word for word, what its JSON files say:\n  {filled}\n"
+                            "fix the page from the JSON (or the check, if the sentence was reworded)")
+
+
+def test_every_headline_figure_of_the_readme_is_checked(sources):
+    """Every 4-decimal figure and every dB figure with 2 decimals in README.md is one that a check
+    fills from a JSON file: a new headline figure cannot be added without its source."""
+    checked = " ".join(plain(t.format(**sources)) for p, t in CHECKS if p == "README.md")
+    figures = re.findall(r"\b\d\.\d{4}\b|\b\d+\.\d\d(?= dB)", plain((ROOT / "README.md").read_text()))
+    assert figures, "no figures found in README.md"
+    unchecked = [f for f in figures if f not in checked]
+    assert not unchecked, f"README.md figures no check holds to a JSON file: {unchecked}"
+
+
+def test_a_changed_figure_is_caught(sources):
+    """The check is not vacuous: the README with one digit of a headline figure changed fails."""
+    text = (ROOT / "README.md").read_text()
+    shown = f"{sources['l2noise']['accuracy_at_200']:.4f}"
+    assert shown in text
+    changed = text.replace(shown, shown[:-1] + str((int(shown[-1]) + 1) % 10))
+    assert missing(text, CHECKS[0][1], sources) is None
+    assert missing(changed, CHECKS[0][1], sources) is not None
+
+
+def test_every_page_with_a_headline_table_is_checked():
+    pages = {p for p, _ in CHECKS}
+    assert pages == {"README.md", "docs/selfclassify.md", "docs/metanca.md", "docs/restore.md"}
