@@ -153,7 +153,7 @@ def _rule(name: str):
     from localrules.tasks import metanca as mn
 
     rule, cfg, _ = mn.load(PRETRAINED / f"{name}.safetensors")
-    assert cfg.split_seed == 0 and rule.hidden_clip == cfg.hidden_clip == 2.5, (cfg.split_seed, rule.hidden_clip)
+    assert cfg.split_seed == 0 and mn.hidden_clip(rule) == cfg.hidden_clip == 2.5, (cfg.split_seed, mn.hidden_clip(rule))
     return rule, cfg
 
 
