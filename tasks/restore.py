@@ -264,21 +264,6 @@ def build_model(cfg: Config) -> nn.Module:
             "cnn-ae": lambda: CNNAutoencoder(cfg), "classifier": lambda: DigitClassifier(cfg)}[cfg.model]()
 
 
-def normalized_convolution(x: torch.Tensor, keep: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """The non-learned floor: blanked pixels get the Gaussian-weighted mean of visible ones.
-
-    fill = (G * (x m)) / (G * m); visible pixels are kept. x, keep: (B, H, W).
-    """
-    r = int(3 * sigma + 0.5)
-    ax = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
-    g = torch.exp(-(ax[:, None] ** 2 + ax[None] ** 2) / (2 * sigma**2))[None, None]
-    m = keep.float()[:, None]
-    num = F.conv2d(x[:, None] * m, g, padding=r)
-    den = F.conv2d(m, g, padding=r)
-    fill = (num / den.clamp(min=1e-8))[:, 0]
-    return torch.where(keep, x, fill)
-
-
 class RestoreTask(PooledTask):
     """Training of one restoration model or the classifier (the trainer's Task protocol).
 

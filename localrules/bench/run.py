@@ -225,7 +225,9 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
                 fn(False)
         return run
 
-    chunk = mn.networks_per_chunk(topo.n_cells, device)
+    from localrules.studies.metanca_studies import networks_per_chunk
+
+    chunk = networks_per_chunk(topo.n_cells, device)
 
     def grow():  # how the studies grow networks: in cache-sized chunks
         with torch.inference_mode():

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from localrules.data.tabular import Split
-from localrules.tasks.metanca import ACTIVATIONS
+from localrules.core.data_signals import ACTIVATIONS
 
 
 def init_mlp(sizes, generator=None) -> list[torch.Tensor]:

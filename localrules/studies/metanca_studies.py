@@ -28,6 +28,12 @@ from localrules.studies.adam_baseline import train_adam
 from localrules.tasks import metanca as mn
 
 
+def networks_per_chunk(n_cells: int, device) -> int:
+    """How many networks of ``n_cells`` weights to grow at once: about 100k weights on a CPU
+    (chunks that stay in cache grew 3x faster than 25 networks of 89k weights), 5M on a GPU."""
+    return max(1, (100_000 if torch.device(device).type == "cpu" else 5_000_000) // n_cells)
+
+
 def _topology(cfg: mn.Config, sizes, data: Split, device):
     """The grown network's topology; a data-conditioned rule reads signals from the training split."""
     return mn.conditioned(mn.topology(sizes, cfg.engine), cfg, data.x_train.to(device), data.y_train.to(device))
@@ -36,13 +42,13 @@ def _topology(cfg: mn.Config, sizes, data: Split, device):
 def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int,
                   seed: int = 0) -> torch.Tensor:
     """(samples,) test accuracies of networks grown for ``steps`` updates from random inits,
-    in chunks of ``mn.networks_per_chunk`` networks."""
+    in chunks of ``networks_per_chunk`` networks."""
     torch.manual_seed(seed)
     dev = next(rule.parameters()).device
     topo = _topology(cfg, sizes, data, dev)
     x, y = data.x_test.to(dev), data.y_test.to(dev)
     accs = []
-    chunk = mn.networks_per_chunk(topo.n_cells, dev)
+    chunk = networks_per_chunk(topo.n_cells, dev)
     for lo in range(0, samples, chunk):
         n = min(chunk, samples - lo)
         state = mn.init_networks(topo, n, cfg, dev)

@@ -8,11 +8,26 @@ other mask rates, region masks and step counts; the damage study.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from localrules.progress import bar as progress_bar
-from localrules.tasks.restore import normalized_convolution
 from localrules.train.perturb import mask_pixels, mask_region
+
+
+def normalized_convolution(x: torch.Tensor, keep: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """The non-learned floor: blanked pixels get the Gaussian-weighted mean of visible ones.
+
+    fill = (G * (x m)) / (G * m); visible pixels are kept. x, keep: (B, H, W).
+    """
+    r = int(3 * sigma + 0.5)
+    ax = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    g = torch.exp(-(ax[:, None] ** 2 + ax[None] ** 2) / (2 * sigma**2))[None, None]
+    m = keep.float()[:, None]
+    num = F.conv2d(x[:, None] * m, g, padding=r)
+    den = F.conv2d(m, g, padding=r)
+    fill = (num / den.clamp(min=1e-8))[:, 0]
+    return torch.where(keep, x, fill)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

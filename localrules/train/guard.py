@@ -1,12 +1,10 @@
-"""The divergence guard: a non-finite iteration is skipped and the run goes back to the last good state.
+"""The divergence guard: a non-finite iteration is skipped and the run goes back to its last good state.
 
-An iteration whose loss or gradient norm is NaN or infinite is skipped (it still counts towards
-``iterations``). The guard restores the weights and Adam state of its last good snapshot (an
-in-memory copy taken every ``snapshot_every`` good iterations and at each checkpoint), undoes the
-bad batch's pool commit (``task.discard_batch()``, when the task has one; the rest of the pool is
-kept) and multiplies the learning rate by ``bad_lr_factor``; the trainer records the lowered rate
-in the checkpoint's ``train_changes``. After ``max_bad_steps`` bad iterations in a row the trainer
-writes the restored state as the checkpoint and raises :class:`TrainingDiverged`.
+The guard keeps in-memory snapshots of the weights and Adam state (every ``snapshot_every`` good
+iterations and at each checkpoint). :meth:`DivergenceGuard.rollback` restores the last one,
+undoes the bad batch's pool commit (``task.discard_batch()``) and multiplies the learning rate by
+``bad_lr_factor``; after ``max_bad_steps`` bad iterations in a row the trainer stops with
+:class:`TrainingDiverged`.
 """
 
 from __future__ import annotations

@@ -102,23 +102,6 @@ class Deadline:
         return time.monotonic() >= self.at
 
 
-class Meter:
-    """Losses and seconds since the last log line -> the logged row (mean loss, lr, seconds per
-    iteration, the task's last metrics)."""
-
-    def __init__(self):
-        self.t0, self.losses = time.perf_counter(), []
-
-    def add(self, loss: float) -> None:
-        self.losses.append(loss)
-
-    def row(self, lr: float, info: dict[str, float]) -> tuple[dict[str, float], float]:
-        dt = time.perf_counter() - self.t0
-        row = {"loss": sum(self.losses) / len(self.losses), "lr": lr, "sec_per_iter": dt / len(self.losses), **info}
-        self.t0, self.losses = time.perf_counter(), []
-        return row, dt
-
-
 def train(
     task: Task,
     cfg: TrainConfig,
@@ -154,7 +137,7 @@ def train(
     log = MetricLog(out / "metrics.jsonl", out / "tensorboard" if tensorboard else None,
                     resume_from=start if resume else None) if ranks.main else NullLog()
     guard = DivergenceGuard(model, opt, task, cfg, start)
-    deadline, meter, last = Deadline(cfg.minutes), Meter(), {}
+    deadline, last, losses, t0 = Deadline(cfg.minutes), {}, [], time.perf_counter()
     bar = progress_bar(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                        disable=not progress or not ranks.main, desc="train")
     done, rng = start, rng_state(device)  # the last finished iteration and the RNG after it
@@ -177,14 +160,17 @@ def train(
                 if bad is not None:
                     _skip(bad, it + 1, guard, ckpt, log)
                     continue
-                meter.add(loss.item())
+                losses.append(loss.item())
                 out_of_time = ranks.any(deadline.passed() and it + 1 < cfg.iterations)
                 end = out_of_time or it + 1 == cfg.iterations
                 if (it + 1) % cfg.log_every == 0 or end:
-                    last, dt = meter.row(opt.param_groups[0]["lr"], info)
+                    dt = time.perf_counter() - t0
                     ckpt.seconds += dt
+                    last = {"loss": sum(losses) / len(losses), "lr": opt.param_groups[0]["lr"],
+                            "sec_per_iter": dt / len(losses), **info}
                     log.write(it + 1, **last)
                     bar.set_postfix(loss=f"{last['loss']:.4g}")
+                    t0, losses = time.perf_counter(), []
                 if ckpt.due(it + 1, end):
                     ckpt.save(it + 1)
                 if ckpt.saved_at == it + 1 or (it + 1) % cfg.snapshot_every == 0:

@@ -1,18 +1,9 @@
-"""What every pool-trained task does the same way (the trainer's Task protocol, shared part).
+"""What every pool-trained task does the same way (the shared part of the trainer's Task protocol).
 
-A pooled task keeps :class:`~localrules.train.pool.SamplePool` s; its ``training_loss`` samples a
-batch, perturbs it, rolls the rule out and commits the states back with :meth:`PooledTask.commit`.
-The base owns the rest:
-
-- ``discard_batch``: undo the latest commit (the divergence guard calls it for a non-finite loss);
-- ``shard(k)``: a task over 1/k of the batch and of the pool that trains this task's model (one
-  shard of data-parallel training: localrules.train.shards);
-- ``config_dict``: ``{"name": NAME, **Config}``, recorded in checkpoints;
-- :func:`pack_pixels` / :func:`unpack_pixels`: pool pixels k / 255 stored as uint8, exactly.
-
-A task supplies ``NAME``, ``cfg`` (a dataclass with a batch and a pool size field, named by
-``BATCH`` and ``POOL`` with their command-line options), ``model``, :meth:`with_config` and its
-own ``training_loss`` / ``extra_state`` / ``load_extra_state``.
+A task supplies ``NAME``, ``cfg`` (a dataclass whose batch and pool sizes ``BATCH`` and ``POOL``
+name, with their options), ``model``, :meth:`~PooledTask.with_config` and its own
+``training_loss`` (sample, perturb, roll out, :meth:`~PooledTask.commit`), ``extra_state`` and
+``load_extra_state``; the base gives ``discard_batch``, ``shard`` and ``config_dict``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from localrules.core import NCA
 from localrules.core.weightgraph import Block, DenseLayers, WeightGraph
 from localrules.data.tabular import load_split
+from localrules.core.data_signals import neuron_signals
 from localrules.tasks import metanca as mn
 from localrules.train.loop import TrainConfig, train
 
@@ -91,7 +92,7 @@ def test_neuron_signals_by_hand():
     cfg = mn.Config()
     state = mn.init_networks(topo, 1, cfg)
     x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
-    sig = mn.neuron_signals(topo, state, x, y, "relu")
+    sig = neuron_signals(topo, state, x, y, "relu")
     W = topo.split(state[..., :1])[0][0, :, :, 0]  # (2, 4): [W | b]
     z = (x @ W[:, :3].T + W[:, 3]).requires_grad_()
     torch.nn.functional.cross_entropy(z, y).backward()
