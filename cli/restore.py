@@ -11,6 +11,7 @@ import typer
 
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
+from .options import CLI_DEFAULTS, RS, TRAIN, option
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 
@@ -52,22 +53,22 @@ def _load_models(folder: Optional[Path], device):
 @run_app.command("restore")
 def run_restore(
     ctx: typer.Context,
-    model: RestoreModel = typer.Option(RestoreModel.hybrid, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae (baseline) or classifier (the reference digit classifier)."),
+    model: RestoreModel = option(RS, "model", to=RestoreModel, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae (baseline) or classifier (the reference digit classifier)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/restore/MODEL)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr or --iterations (which moves the LR drops) applies from the resume iteration on and is recorded."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (all three and the floor) on N test digits."),
-    iterations: int = typer.Option(40_000, help="Mini-batches (the text: 40k of 64)."),
-    minutes: float = typer.Option(0.0, min=0, help=MINUTES_HELP),
-    lr: float = typer.Option(1e-3, help="Adam learning rate; /10 at 60 % and 85 % of the run."),
-    max_bad_steps: int = typer.Option(5, help=MAX_BAD_HELP),
+    iterations: int = typer.Option(CLI_DEFAULTS["restore"]["iterations"], help="Mini-batches (the text: 40k of 64)."),
+    minutes: float = option(TRAIN, "minutes", min=0, help=MINUTES_HELP),
+    lr: float = option(TRAIN, "lr", help="Adam learning rate; /10 at 60 % and 85 % of the run."),
+    max_bad_steps: int = option(TRAIN, "max_bad_steps", help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' first stage: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
-    steps_min: Optional[int] = typer.Option(None, min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
-    steps_max: Optional[int] = typer.Option(None, min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
+    steps_min: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_min"], min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
+    steps_max: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_max"], min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
     n: int = typer.Option(2000, help="With --pretrained: test digits to evaluate."),
-    seed: int = typer.Option(0),
+    seed: int = option(TRAIN, "seed"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),

@@ -1,26 +1,44 @@
-"""scripts/gpu-job's packing: every returned file within the size limit, the group within its file
-share, and unpacking gives back exactly what was packed. (CI also runs the whole job: --smoke.)"""
+"""scripts/gpu-job: the runner (scripts/gpu_runner.py) and the plan (scripts/gpu_plan.py).
 
-import importlib.util
+The runner's packing (every returned file within the size limit, each group within its file
+share, unpacking gives back exactly what was packed), carrying, resuming, the stages run in their
+groups with their shares, and the plan's checks; the plan's stages and commands. CI also runs the
+whole job on the CPU: `scripts/gpu-job --smoke`."""
+
 import json
 import os
+import subprocess
 import sys
-from importlib.machinery import SourceFileLoader
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-job"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
 
 
 @pytest.fixture
 def job(monkeypatch):
-    loader = SourceFileLoader("gpu_job", str(SCRIPT))
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader("gpu_job", loader))
-    monkeypatch.setitem(sys.modules, "gpu_job", mod)  # dataclasses look their module up there
-    loader.exec_module(mod)
-    monkeypatch.setattr(mod, "PART", 1 << 20)  # 1 MiB parts instead of 15
-    return mod
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import gpu_runner
+
+    monkeypatch.setattr(gpu_runner, "PART", 1 << 20)  # 1 MiB parts instead of 15
+    return gpu_runner
+
+
+@pytest.fixture
+def plan_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import gpu_plan
+
+    return gpu_plan
+
+
+@pytest.fixture
+def plan(job, plan_module):
+    return job.build_plan(plan_module, smoke=True)
 
 
 def _run(folder: Path, state_mib: float) -> None:
@@ -31,11 +49,28 @@ def _run(folder: Path, state_mib: float) -> None:
     (folder / "tensorboard" / "events").write_text("x")
 
 
-def test_split_into_parts_and_unpacked_exactly(job, tmp_path):
+def _toy(**changes) -> SimpleNamespace:
+    """A small plan module: two stages in two archives."""
+    tables = dict(
+        STAGES=[{"name": "a", "archive": "1-a", "share": 0.6, "args": ["run", "x", "{size}", "--k", "{root}/f"],
+                 "size": {"full": ["--iterations", "100"], "smoke": ["--iterations", "2"]}},
+                {"name": "b", "archive": "2-b", "share": 0.4, "args": ["run", "y"], "keep_state": False,
+                 "continue": "rule", "rule_default": "{root}/rule.safetensors",
+                 "size": {"full": ["--n", "9"], "smoke": ["--n", "1"]}}],
+        STUDIES=[{"name": "s", "args": ["study", "z"], "size": {"full": [], "smoke": ["--tiny"]}}],
+        ARCHIVES={"1-a": {"files": 1}, "2-b": {"files": 2}}, SETUP_ARCHIVE="1-a", BENCHES=["x"])
+    tables.update(changes)
+    return SimpleNamespace(**tables)
+
+
+# ---- the runner: packing, unpacking, carrying -------------------------------------------------
+
+
+def test_split_into_parts_and_unpacked_exactly(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
     _run(work / "hybrid", 2.5)  # 3 parts of 1 MiB: the hybrid group may take 3 files
-    job.pack("2-hybrid", work, out, {}, print)
+    job.pack(plan, "2-hybrid", work, out, print)
     parts = sorted(out.iterdir())
     assert [p.name for p in parts] == [f"2-hybrid.tar.gz.part{i}" for i in range(3)]
     assert all(p.stat().st_size <= job.PART for p in parts)
@@ -46,38 +81,45 @@ def test_split_into_parts_and_unpacked_exactly(job, tmp_path):
     assert not (back / "tensorboard").exists()
 
 
-def test_too_large_a_group_travels_without_its_state(job, tmp_path):
+def test_too_large_a_group_travels_without_its_state(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
     _run(work / "ca", 1.5)  # the ca + selfclassify group may take one file
-    job.pack("4-ca-selfclassify", work, out, {}, print)
-    job.pack("4-ca-selfclassify", work, out, {}, print)  # rewritten after the next stage: still one file
+    job.pack(plan, "4-ca-selfclassify", work, out, print)
+    job.pack(plan, "4-ca-selfclassify", work, out, print)  # rewritten after the next stage: still one file
     assert [p.name for p in out.iterdir()] == ["4-ca-selfclassify.tar.gz"]
     job.unpack(out, tmp_path / "back")
     assert (tmp_path / "back" / "ca" / "model.json").is_file()
     assert not (tmp_path / "back" / "ca" / "train_state.pt").exists()
 
 
-def test_a_stage_that_keeps_no_state_never_packs_it(job, tmp_path):
+def test_a_stage_that_keeps_no_state_never_packs_it(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
     _run(work / "metanca", 0.01)
-    job.pack("1-setup-metanca", work, out, {"metanca": False}, print)
+    job.pack(plan, "1-setup-metanca", work, out, print)
     job.unpack(out, tmp_path / "back")
     assert sorted(p.name for p in (tmp_path / "back" / "metanca").iterdir()) == ["model.json"]
 
 
-def test_groups_fit_the_returned_file_limit(job):
-    assert sum(most for _, most in job.GROUPS.values()) + 1 <= 8  # + the log
-    stages = {s.name for s in job.stages(smoke=True)}
-    assert stages | {"setup", "studies"} == {n for names, _ in job.GROUPS.values() for n in names}
+def test_unpack_finds_the_archives_by_name(job, tmp_path):
+    """An archive of an older plan unpacks too; a half-written one (.NAME.tar.gz) does not."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    old = job.build_plan(_toy(), smoke=True)
+    _run(work / "a", 0.01)
+    job.pack(old, "1-a", work, out, print)
+    (out / ".2-b.tar.gz").write_bytes(b"cut off while packing")
+    (out / "gpu-job.log").write_text("log")
+    job.unpack(out, tmp_path / "back")
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["a"]
 
 
 def _started(folder: Path, command: str) -> None:
     (folder / "model.json").write_text(json.dumps({"commands": [{"command": command, "from_iteration": 0}]}))
 
 
-def test_carry_keeps_what_resuming_needs(job, tmp_path):
+def test_carry_keeps_what_resuming_needs(job, plan_module, tmp_path):
     work = tmp_path / "work"
     _run(work / "hybrid", 0.1)
     _started(work / "hybrid", "localrules run restore --model hybrid --init-model shipped.safetensors")
@@ -88,15 +130,91 @@ def test_carry_keeps_what_resuming_needs(job, tmp_path):
     (work / "metanca" / "model.safetensors").write_bytes(b"rule")
     (work / "ca").mkdir()  # a run without a state: starts afresh next time
     (work / "ca" / "model.json").write_text("{}")
-    job.carry(work, tmp_path / "carry")
+    (work / "setup").mkdir()
+    (work / "setup" / "bench-metanca.json").write_text("{}")
+    (work / "studies").mkdir()
+    (work / "studies" / "heatmap-metanca-mnist.json").write_text("{}")
+    job.carry(job.build_plan(plan_module, smoke=False), work, tmp_path / "carry")
     files = sorted(str(f.relative_to(tmp_path / "carry")) for f in (tmp_path / "carry").rglob("*") if f.is_file())
-    assert files == ["hybrid/model.json", "hybrid/train_state.pt", "metanca/model.json", "metanca/model.safetensors"]
+    assert files == ["hybrid/model.json", "hybrid/train_state.pt", "metanca/model.json", "metanca/model.safetensors",
+                     "setup/bench-metanca.json", "studies/heatmap-metanca-mnist.json"]
 
 
-def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path, monkeypatch):
-    """The stage meta-trains the data-conditioned rule: it continues the last slot's rule only
-    when that rule is data-conditioned, else it starts from the shipped metanca-mnist-dc."""
+def test_the_script_unpacks_and_carries_on_its_own(job, plan, tmp_path):
+    """`scripts/gpu-job --unpack` / `--carry` (standard library only: no project import)."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.mkdir()
+    _run(work / "hybrid", 0.01)
+    _started(work / "hybrid", "localrules run restore --model hybrid --init-model x")
+    job.pack(plan, "2-hybrid", work, out, print)
+    script = [sys.executable, str(SCRIPTS / "gpu-job")]
+    subprocess.run([*script, "--unpack", str(out), "--work", str(tmp_path / "back")], check=True, cwd=tmp_path)
+    subprocess.run([*script, "--carry", str(tmp_path / "carry"), "--work", str(tmp_path / "back")], check=True,
+                   cwd=tmp_path)
+    assert (tmp_path / "carry" / "hybrid" / "train_state.pt").read_bytes() == (work / "hybrid" / "train_state.pt").read_bytes()
+
+
+# ---- the runner: commands and stages ----------------------------------------------------------
+
+
+def test_sh_streams_tagged_output_and_stops_a_command_past_its_time(job, tmp_path):
+    lines = []
+    rc = job.sh([sys.executable, "-c", "import os; print('in', os.getcwd())"], lines.append, dict(os.environ),
+                tag="[t] ", cwd=tmp_path)
+    assert rc == 0 and f"[t] in {tmp_path}" in "\n".join(lines)
+    t0 = time.monotonic()
+    rc = job.sh([sys.executable, "-c", "import time; time.sleep(60)"], lines.append, dict(os.environ), timeout=1)
+    assert rc != 0 and time.monotonic() - t0 < 30 and any("SIGTERM" in line for line in lines)
+
+
+def test_python_children_never_see_the_checkout_on_their_path(job, plan, tmp_path, monkeypatch):
+    """The checkout's localrules/ lacks tasks/ and cli/: a child started in ROOT would import it
+    ahead of the installed package. `python -P` kept it off sys.path on 3.11+; the runner starts
+    its Python children outside the source tree instead, which works on 3.10 too."""
+    cwd = job.python_cwd(tmp_path / "work")
+    first = subprocess.run([sys.executable, "-c", "import os, sys; print(os.path.abspath(sys.path[0] or '.'))"],
+                           cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(first) == cwd and not (cwd / "localrules").exists()
+    calls = []
+    monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append((cmd, kw.get("cwd"))) or 0)
+    job.train_stage(plan.stages[1], tmp_path / "work", tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
+    job.run_study(*next(iter(plan.studies.items())), tmp_path / "work", tmp_path, "cpu", time.monotonic() + 600,
+                  print, {})
+    for cmd, where in calls:
+        assert cmd[:3] == [sys.executable, "-m", "localrules"] and "-P" not in cmd
+        assert where == cwd
+
+
+def test_sequential_stages_take_their_renormalised_shares(job, plan, tmp_path, monkeypatch):
+    ran, packed = [], []
+    monkeypatch.setattr(job, "train_stage", lambda st, work, data, device, deadline, share, log, env, tag=False:
+                        ran.append((st.name, round(share, 6))))
+    monkeypatch.setattr(job, "run_study", lambda *a, **kw: ran.append(("study", a[0])))
+    monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
+    job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {}, sequential=True)
+    assert ran == [("metanca", 0.4), ("hybrid", round(0.25 / 0.6, 6)), ("ca", round(0.15 / 0.35, 6)),
+                   ("selfclassify", 1.0)]  # no studies with --sequential
+    assert packed == ["1-setup-metanca", "2-hybrid", "4-ca-selfclassify", "4-ca-selfclassify"]
+
+
+def test_all_at_once_every_stage_gets_all_the_time_beside_the_studies(job, plan, tmp_path, monkeypatch):
+    ran, packed = [], []
+    monkeypatch.setattr(job, "train_stage", lambda st, work, data, device, deadline, share, log, env, tag=False:
+                        ran.append((st.name, share, tag)))
+    monkeypatch.setattr(job, "run_study", lambda name, *a: ran.append((name, None, True)))
+    monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
+    job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {}, sequential=False)
+    assert sorted(ran, key=str) == sorted([(st.name, 1.0, True) for st in plan.stages]
+                                          + [(name, None, True) for name in plan.studies], key=str)
+    assert sorted(packed) == sorted([st.archive for st in plan.stages] + ["1-setup-metanca"] * len(plan.studies))
+
+
+def test_rule_stage_continues_only_a_matching_rule(job, plan, tmp_path, monkeypatch):
+    """The MetaNCA stage meta-trains the data-conditioned rule: it continues the last slot's rule
+    only when that rule is data-conditioned, else it starts from the shipped metanca-mnist-dc."""
     shipped = job.ROOT / "localrules" / "pretrained" / "metanca-mnist-dc.safetensors"
+    stage = next(s for s in plan.stages if s.name == "metanca")
+    assert stage.resume == "rule" and Path(stage.rule_default) == shipped and shipped.is_file()
     for conditioned in (True, False):
         work = tmp_path / str(conditioned)
         (work / "metanca").mkdir(parents=True)
@@ -104,26 +222,17 @@ def test_metanca_stage_continues_only_a_data_conditioned_rule(job, tmp_path, mon
         (work / "metanca" / "model.json").write_text(f'{{"task": {{"data_conditioned": {str(conditioned).lower()}}}}}')
         calls = []
         monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
-        stage = next(s for s in job.stages(smoke=True) if s.name == "metanca")
-        job.train_stage(stage, work, tmp_path, "cpu", job.time.monotonic() + 600, 1.0, print, {})
+        job.train_stage(stage, work, tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
         start = calls[0][calls[0].index("--init-rule") + 1]
         assert start == str(work / "metanca.prev" / "model.safetensors" if conditioned else shipped)
+        assert "--resume" not in calls[0]
 
 
-def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job):
-    names, _ = job.GROUPS["1-setup-metanca"]
-    assert "studies" in names
-    for name, args in job.studies(smoke=False).items():
-        checkpoint = Path(args[args.index("--checkpoint") + 1])
-        assert checkpoint.is_file(), name
-        assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
-
-
-def test_restorers_resume_only_a_fine_tune_of_the_shipped_model(job, tmp_path, monkeypatch):
+def test_restorers_resume_only_a_fine_tune_of_the_shipped_model(job, plan, tmp_path, monkeypatch):
     """The restore stages fine-tune the shipped models with the pool recipe: an earlier slot's
     fine-tune resumes; a from-scratch run of the earlier recipe is set aside and the stage starts
     from the shipped model."""
-    stage = next(s for s in job.stages(smoke=True) if s.name == "hybrid")
+    stage = next(s for s in plan.stages if s.name == "hybrid")
     shipped = job.ROOT / "localrules" / "pretrained" / "restore" / "hybrid" / "model.safetensors"
     assert stage.args[stage.args.index("--init-model") + 1] == str(shipped) and shipped.is_file()
     for fine_tune in (True, False):
@@ -132,15 +241,107 @@ def test_restorers_resume_only_a_fine_tune_of_the_shipped_model(job, tmp_path, m
         _started(work / "hybrid", "localrules run restore " + ("--init-model x" if fine_tune else "--iterations 40000"))
         calls = []
         monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
-        job.train_stage(stage, work, tmp_path, "cpu", job.time.monotonic() + 600, 1.0, print, {})
+        job.train_stage(stage, work, tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
         assert ("--resume" in calls[0]) == fine_tune
         assert (work / "hybrid.prev").is_dir() == (not fine_tune)
+        assert "--init-rule" not in calls[0]
 
 
-def test_lattice_restorers_train_on_long_runs(job):
+def test_a_stage_without_time_is_skipped_and_left_in_place(job, plan, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
+    (tmp_path / "metanca").mkdir()
+    job.train_stage(plan.stages[0], tmp_path, tmp_path, "cpu", time.monotonic() + 30, 1.0, print, {})
+    assert calls == [] and (tmp_path / "metanca").is_dir() and not (tmp_path / "metanca.prev").exists()
+
+
+# ---- reading a plan: groups derived, checks ---------------------------------------------------
+
+
+def test_archive_groups_derive_from_the_stages(job):
+    plan = job.build_plan(_toy(), smoke=True)
+    assert plan.archives == {"1-a": (("setup", "a", "studies"), 1), "2-b": (("b",), 2)}
+    assert plan.keep == {"a": True, "b": False}
+    assert plan.stages[0].args == ["run", "x", "--iterations", "2", "--k", f"{job.ROOT}/f"]
+    assert plan.stages[1].args == ["run", "y", "--n", "1"]  # "{size}" absent: appended
+    assert plan.stages[1].rule_default == f"{job.ROOT}/rule.safetensors"
+    assert plan.studies == {"s": ["study", "z", "--tiny"]}
+    assert job.build_plan(_toy(), smoke=False).stages[0].args[2:4] == ["--iterations", "100"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"ARCHIVES": {"1-a": {"files": 1}}}, "ARCHIVES lacks"),
+    ({"ARCHIVES": {"1-a": {"files": 1}, "2-b": {"files": 1}, "3-c": {"files": 1}}}, "no stage goes"),
+    ({"ARCHIVES": {"1-a": {"files": 4}, "2-b": {"files": 4}}}, "more than the 7 files"),
+    ({"SETUP_ARCHIVE": "9-x"}, "ARCHIVES lacks"),
+])
+def test_a_plan_that_does_not_fit_is_refused(job, changes, message):
+    with pytest.raises(ValueError, match=message):
+        job.build_plan(_toy(**changes), smoke=True)
+
+
+def test_a_stage_must_say_how_it_continues(job):
+    stages = _toy().STAGES
+    with pytest.raises(ValueError, match="continue"):
+        job.build_plan(_toy(STAGES=[{**stages[0], "continue": "maybe"}, stages[1]]), smoke=True)
+    with pytest.raises(ValueError, match="keep_state False"):
+        job.build_plan(_toy(STAGES=[stages[0], {**stages[1], "keep_state": True}]), smoke=True)
+    with pytest.raises(ValueError, match="unique"):
+        job.build_plan(_toy(STAGES=[stages[0], {**stages[0], "archive": "2-b"}]), smoke=True)
+
+
+def test_another_plan_file_runs_through_the_same_runner(job, tmp_path):
+    plan_file = tmp_path / "plan.py"
+    plan_file.write_text("STAGES = [{'name': 'a', 'archive': '1-a', 'share': 1, 'args': ['run', 'x'],\n"
+                         "           'size': {'full': [], 'smoke': []}}]\n"
+                         "ARCHIVES = {'1-a': {'files': 1}}\nSETUP_ARCHIVE = '1-a'\n")
+    _run(tmp_path / "work" / "a", 0.01)
+    assert job.main(argv=["--plan", str(plan_file), "--work", str(tmp_path / "work"),
+                          "--carry", str(tmp_path / "carry")]) == 0
+    assert (tmp_path / "carry" / "a" / "train_state.pt").is_file()
+
+
+# ---- the plan --------------------------------------------------------------------------------
+
+
+def test_the_plan_fits_the_returned_file_limit(plan):
+    assert sum(most for _, most in plan.archives.values()) + 1 <= 8  # + the log
+    assert {n for names, _ in plan.archives.values() for n in names} == {s.name for s in plan.stages} | {"setup", "studies"}
+    assert [s.name for s in plan.stages] == ["metanca", "hybrid", "ca", "selfclassify"]
+    assert abs(sum(s.share for s in plan.stages) - 1) < 1e-9
+
+
+def test_smoke_keeps_the_commands_and_shrinks_the_sizes(job, plan_module):
+    full, smoke = (job.build_plan(plan_module, smoke=s) for s in (False, True))
+    for name, d in [(s["name"], s) for s in plan_module.STAGES] + [(s["name"], s) for s in plan_module.STUDIES]:
+        f = next((s.args for s in full.stages if s.name == name), None) or full.studies[name]
+        m = next((s.args for s in smoke.stages if s.name == name), None) or smoke.studies[name]
+        i = d["args"].index("{size}")
+        assert f[:i] == m[:i] and f[i + len(d["size"]["full"]):] == m[i + len(d["size"]["smoke"]):], name
+        assert not any("{" in a for a in f + m), name
+        for a in f:  # every checkpoint a command names is shipped
+            if a.startswith(str(job.ROOT)):
+                assert Path(a).is_file(), a
+    for s in smoke.stages:
+        assert s.args[s.args.index("--iterations") + 1] == "2"
+    assert all(s.why for s in full.stages)
+
+
+def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job, plan_module):
+    plan = job.build_plan(plan_module, smoke=False)
+    names, _ = plan.archives["1-setup-metanca"]
+    assert "studies" in names and "setup" in names
+    assert set(plan.studies) == {"heatmap-metanca-mnist", "heatmap-metanca-mnist-dc"}
+    for name, args in plan.studies.items():
+        checkpoint = Path(args[args.index("--checkpoint") + 1])
+        assert checkpoint.is_file(), name
+        assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
+
+
+def test_lattice_restorers_train_on_long_runs(plan):
     """The hybrid and the CA alone draw up to 56 CA steps per batch (5x+ their 10 evaluation
     steps); the CNN auto-encoder, ahead in batches, is not trained by the job."""
-    args = {s.name: s.args for s in job.stages(smoke=True)}
+    args = {s.name: s.args for s in plan.stages}
     for name in ("hybrid", "ca"):
         assert args[name][args[name].index("--steps-max") + 1] == "56"
     assert "cnn-ae" not in args
