@@ -13,7 +13,7 @@ DATA_HELP = ("Folder with the four MNIST IDX files (.gz or plain); default $LOCA
              "then the cache, then a download.")
 
 run_app = typer.Typer(help="Train a system, or evaluate its shipped model with --pretrained. Add --nproc N "
-                           "to any of them to train in N processes (torch.distributed, see README: Scaling out).",
+                           "to any of them to train in N processes (torch.distributed, see docs/scaling.md).",
                       no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate a checkpoint with the system's paper protocol.", no_args_is_help=True)
 study_app = typer.Typer(help="Studies: heatmaps, zero-out robustness, stability.", no_args_is_help=True)

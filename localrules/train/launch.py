@@ -2,7 +2,7 @@
 by torchrun's own launcher (torch.distributed.run, ``--standalone``: a free port on localhost).
 
 It is exactly ``torchrun --standalone --nproc-per-node N localrules run TASK ...``; for several
-machines call torchrun yourself with a rendezvous endpoint (see the README's "Scaling out").
+machines call torchrun yourself with a rendezvous endpoint (see docs/scaling.md).
 """
 
 from __future__ import annotations
