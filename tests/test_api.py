@@ -31,7 +31,12 @@ def test_classify_the_shipped_model_on_real_digits(mnist_dir):
     alive = torch.as_tensor(x[:20]) > 0.1 * 255
     assert torch.equal(votes >= 0, alive)  # dead cells say -1, alive ones a label
     target = torch.as_tensor(y[:20])[:, None, None].expand_as(votes)
-    assert (votes[alive] == target[alive]).float().mean() > 0.8  # the card: ~0.95 after 200 steps
+    # pinned on these fixed inputs (seeded noise): 2,440 of the 2,546 alive cells right after 100
+    # steps (0.958; the card: ~0.95 after 200), the tolerance a few cells for float rounding across
+    # machines. Catches: other weights than the shipped model's, another default noise or step
+    # count, a change to the engine or the read-out that costs more than 10 cells (0.4 %)
+    assert int(alive.sum()) == 2546
+    assert abs(int((votes[alive] == target[alive]).sum()) - 2440) <= 10
 
 
 def test_grow_and_forward_match_the_library_path():

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import torch
@@ -14,12 +15,34 @@ from dataclasses import asdict
 runner = CliRunner()
 
 
+WIDE = {"COLUMNS": "250", "TERMINAL_WIDTH": "250"}  # one line per option's help, whatever the terminal
+
+
+def _listed_commands(text: str) -> list[str]:
+    """The names in the help's Commands box, in order."""
+    box = text.split("Commands", 1)[1].split("╰", 1)[0]
+    return re.findall(r"^│ ([a-z][\w-]*)\s{2,}\S", box, re.M)
+
+
 def test_help_lists_commands():
-    res = runner.invoke(app, ["--help"])
-    assert res.exit_code == 0 and "run" in res.output and "eval" in res.output
+    """The top-level help lists every command with its summary, and the per-task helps show an
+    option's own text and default. Catches: a command missing from (or hidden in) the help, a
+    help string lost, a default changed without the help saying so."""
+    import typer
+
+    res = runner.invoke(app, ["--help"], env=WIDE)
+    assert res.exit_code == 0
+    listed = _listed_commands(res.output)
+    registered = sorted(n for n, c in typer.main.get_command(app).commands.items() if not c.hidden)
+    assert sorted(listed) == registered and {"run", "eval", "study", "bench", "demo"} <= set(listed), listed
+    assert re.search(r"│ run\s+Train a system, or evaluate its shipped model with --pretrained", res.output)
+    assert re.search(r"│ eval\s+Evaluate a checkpoint with the system's paper protocol", res.output)
     for cmd in ("run", "eval"):
-        res = runner.invoke(app, [cmd, "mnist-selfclassify", "--help"])
-        assert res.exit_code == 0 and "--device" in res.output
+        res = runner.invoke(app, [cmd, "mnist-selfclassify", "--help"], env=WIDE)
+        assert res.exit_code == 0
+        assert re.search(r"--device\s.*auto \(CUDA when present\), cpu or cuda\.\s+\[default: auto\]", res.output)
+    assert re.search(r"--steps\s.*CA steps in total\.\s+\[default: 400\]", res.output)  # eval's protocol
+    assert re.search(r"--mutate-at\s.*mutated into another test digit .*\[default: 200\]", res.output)
 
 
 @pytest.fixture
@@ -41,10 +64,21 @@ def test_eval_user_arrays_writes_json_and_plots(tmp_path, small_digits, untraine
     ])
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "o.json").read_text())
+    assert (out["n_digits"], out["steps"], out["mutate_at"]) == (12, 6, 3)
     assert len(out["accuracy"]) == 6 and len(out["agreement"]) == 6
-    assert 0 <= out["top_accuracy"] <= 1
-    for f in ("curves.png", "magnitudes.png", "cells.gif"):
-        assert (tmp_path / "plots" / f).stat().st_size > 0
+    # the summary is read off the curves (catches a top value or step of another curve, or off by one)
+    acc = out["accuracy"]
+    assert out["top_accuracy"] == max(acc) and out["top_accuracy_step"] == acc.index(max(acc)) + 1
+    assert out["top_agreement"] == max(out["agreement"])
+    from PIL import Image
+
+    # figure sizes (inches x 120 dpi) and the GIF: 12 digits of 16 x 16 cells in rows of 8 (17 cells a
+    # tile, 4 pixels a cell, 16-pixel bands above and below), every 2nd of the 6 steps
+    sizes = {"curves.png": ((1320, 456), 1), "magnitudes.png": ((780, 456), 1), "cells.gif": ((544, 168), 3)}
+    for f, (size, n_frames) in sizes.items():
+        with Image.open(tmp_path / "plots" / f) as im:
+            assert im.size == size and getattr(im, "n_frames", 1) == n_frames, f
+            assert len(im.convert("RGB").getcolors(im.size[0] * im.size[1])) > 2, f  # not blank
 
 
 def test_eval_bad_input_gets_clear_errors(tmp_path, small_digits, untrained_ckpt, console):
@@ -82,7 +116,10 @@ def test_run_pretrained_evaluates_shipped_model(tmp_path, mnist_dir):
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "eval.json").read_text())
     assert out["n_digits"] == 20 and len(out["accuracy"]) == 400
-    assert (tmp_path / "cells.gif").exists()
+    from PIL import Image
+
+    with Image.open(tmp_path / "cells.gif") as im:  # the first 16 digits, 8 a row, every 2nd of 400 steps
+        assert im.size == (8 * 29 * 4, 2 * 29 * 4 + 32) and im.n_frames == 200
 
 
 def test_run_metanca_pretrained_grows_mnist_networks(mnist_dir):

@@ -90,10 +90,16 @@ def test_selfclassify_load_step_and_summary(sc, demo_digits):
     sc.step(3)
     s = sc.summary()
     assert s["step"] == 3 and s["alive"] == n_alive and sum(s["counts"]) == n_alive
-    assert 0 < s["agreement"] <= 1 and s["majority"] in range(10)
     lab = sc.labels()
     assert lab.dtype == np.uint8 and lab.shape == (28, 28)
     assert ((lab == DEAD) == ~sc.alive.numpy()).all()
+    # by hand: each alive cell's label is the argmax of its 10 label logits; the summary counts
+    # them (catches a summary of another read-out, e.g. of dead cells or of the wrong channels)
+    votes = ms.labels_of(sc.state).argmax(-1)[sc.alive].numpy()
+    assert (lab[sc.alive.numpy()] == votes).all()
+    counts = np.bincount(votes, minlength=10)
+    assert s["counts"] == counts.tolist() and s["majority"] == int(counts.argmax())
+    assert s["agreement"] == counts.max() / n_alive
     assert torch.all(sc.state[~sc.alive] == 0)  # dead cells keep a zero state
 
 
@@ -160,7 +166,12 @@ def test_restore_runs_the_models_forward_step_by_step(restorer):
     restorer.step(100)
     assert restorer.steps == restorer.max_steps == 10 and not restorer.running
     s = restorer.summary()
-    assert s["psnr_db"] > 0 and s["guess"] is None and s["max_steps"] == 10
+    assert s["guess"] is None and s["max_steps"] == 10
+    # PSNR by hand, of the output against the clean digit (not the knocked-out input)
+    mse = ((restorer.output.double() - clean.double()) ** 2).mean().item()
+    assert s["psnr_db"] == pytest.approx(10 * np.log10(1 / mse), rel=1e-5)
+    wrong = ((restorer.output.double() - restorer.image.double()) ** 2).mean().item()
+    assert s["psnr_db"] != pytest.approx(10 * np.log10(1 / wrong), rel=1e-3)  # scored against the input: caught
     restorer.knockout(0.7)  # a second knock-out keeps the clean reference
     assert torch.equal(restorer.reference, clean) and restorer.steps == 0
 

@@ -88,11 +88,11 @@ def test_ray_is_not_imported_without_ray(rule, tmp_path):
 
 
 def test_ray_missing_or_unreachable_is_one_clear_error(rule, monkeypatch, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once the socket is closed
-    with pytest.raises(ValueError, match=rf"--ray 127.0.0.1:{port}: no Ray cluster answers there"):
-        ray_cells._reachable(f"127.0.0.1:{port}")
+    with socket.socket() as s:  # bound and not listening: a connection is refused, and no other
+        s.bind(("127.0.0.1", 0))  # process can take the port meanwhile (it stays ours until the check is done)
+        port = s.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"--ray 127.0.0.1:{port}: no Ray cluster answers there"):
+            ray_cells._reachable(f"127.0.0.1:{port}")
     with pytest.raises(ValueError, match="--ray needs auto or HOST:PORT"):
         ray_cells._reachable("somewhere")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed

@@ -1,5 +1,7 @@
 import json
+import types
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -221,9 +223,25 @@ def test_eval_table(tmp_path, small_digits):
     models, clf = _untrained(tmp_path / "m")
     res, restored = evaluate(models, clf, imgs, labels, 0.7)
     assert set(res["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
-    for row in res["models"].values():
-        assert 0 <= row["digit_id_accuracy"] <= 1 and row["psnr_db"] > 0
-    assert torch.equal(restored["keep"].sum((1, 2)), torch.full((20,), 235))
+    keep = restored["keep"]
+    assert torch.equal(keep.sum((1, 2)), torch.full((20,), 235))
+    # every number by hand from the restorations (seeded untrained models: each row differs). Catches
+    # PSNR of the whole batch instead of a mean over images, scores against the masked input instead
+    # of the clean digit, a model fed the clean digit, and accuracy from the wrong labels or images.
+    for name, row in res["models"].items():
+        rec = restored[name]
+        with torch.inference_mode():
+            want = models[name](imgs * keep) if name in models else rs.normalized_convolution(imgs, keep)
+            hits = sum(int(clf(rec[i : i + 1]).argmax(1).item() == labels[i]) for i in range(20))
+        torch.testing.assert_close(rec, want, rtol=0, atol=1e-6, msg=name)
+        mse = ((rec.double() - imgs.double()) ** 2).flatten(1).mean(1)
+        assert row["psnr_db"] == pytest.approx((10 * torch.log10(1 / mse)).mean().item(), rel=1e-5), name
+        assert row["digit_id_accuracy"] == pytest.approx(hits / 20, rel=1e-6), name
+    assert res["models"]["interpolation"]["params"] == 0 and res["models"]["hybrid"]["params"] == 1_313_794
+    with torch.inference_mode():
+        hits = sum(int(clf(imgs[i : i + 1]).argmax(1).item() == labels[i]) for i in range(20))
+    assert res["classifier_accuracy_on_clean"] == pytest.approx(hits / 20, rel=1e-6)
+    assert len({row["psnr_db"] for row in res["models"].values()}) == 4  # four different restorations
     masks = evaluate_masks(models, clf, imgs, labels, (0.5, 0.9), (0.25,))
     assert set(masks) == {"pixels-0.5", "pixels-0.9", "region-0.25"}
     assert set(masks["region-0.25"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
@@ -254,7 +272,10 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
     assert set(table["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
     assert set(table["masks"]) == {"pixels-0.5", "pixels-0.7", "pixels-0.9", "region-0.25", "region-0.5"}
     assert set(table["steps"]) == {"1x", "2x", "5x"} and table["steps"]["5x"]["hybrid"]["steps"] == 50
-    assert (tmp_path / "t.png").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "t.png") as im:  # 8 digits x 6 rows (masked, 3 models, floor, clean) at 110 dpi
+        assert im.format == "PNG" and im.size == (1100, 726)
     assert "| hybrid |" in (tmp_path / "card.md").read_text()
     res = CliRunner().invoke(app, ["study", "restore-damage", "--models", str(folder), "--n", "16",
                                    "--data-dir", str(mnist_dir), "--json", str(tmp_path / "d.json"),
@@ -273,21 +294,92 @@ def test_purity_by_hand():
     assert purity(np.array([0, 1, 2]), np.array([1, 2, 3])) == 1.0
 
 
-def test_basins_on_a_tiny_case(tmp_path, small_digits, mnist_dir):
+class _ThreeBasins(torch.nn.Module):
+    """A stand-in restorer whose attractors are known: a noise start (channel 1 nonzero) falls to
+    basin 0 or 1 by the sign of its sum, every encoded image (the blank included) to basin 2.
+    Basin k's final lattice is 10 (k + 1) in channel 0, plus a small trace of the start; its read-out
+    is a flat image of that value, which the stand-in classifier reads as digit k + 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = types.SimpleNamespace(lattice=4, channels=2, steps=1)
+
+    def encode(self, x):  # (N, 28, 28) -> (N, 4, 4, 2): 7x7 means in channel 0, channel 1 zero
+        s = torch.zeros(len(x), 4, 4, 2)
+        s[..., 0] = torch.nn.functional.avg_pool2d(x[:, None], 7)[:, 0]
+        return s
+
+    def run(self, s, steps):
+        noise = s[..., 1].abs().flatten(1).mean(1) > 0.1
+        basin = torch.where(noise, (s.flatten(1).sum(1) > 0).long(), 2)
+        final = 0.01 * torch.tanh(s)
+        final[..., 0] += 10.0 * (basin + 1)[:, None, None]
+        return final
+
+    def read(self, s):
+        return s[..., 0].mean((1, 2))[:, None, None].expand(-1, 28, 28)
+
+
+def _reads_the_level(images):
+    """The stand-in classifier: logits peaking at digit round(mean / 10)."""
+    digit = (images.flatten(1).mean(1) / 10).round().long().clamp(0, 9)
+    return torch.nn.functional.one_hot(digit, 10).float()
+
+
+@pytest.mark.parametrize("k_max", [3, 4, 6])
+def test_basins_finds_the_known_number_of_attractors(small_digits, k_max):
+    """Three known basins, found as three whatever the top of the search range. Catches: the k of
+    the worst silhouette, the top or the bottom of the range taken, points counted in another basin
+    than their cluster, a purity or a basin image of other points."""
     from localrules.studies.restore_basins import basins
+
+    imgs, labels = _imgs(small_digits, 30)
+    res, arrays = basins(_ThreeBasins(), _reads_the_level, imgs, labels, n_noise=12, steps=3, k_max=k_max)
+    assert res["n_basins"] == 3 and sorted(res["silhouette"]) == list(range(2, k_max + 1))
+    assert max(res["silhouette"], key=res["silhouette"].get) == 3 and res["silhouette"][3] > 0.9
+    images = next(b for b in res["basins"] if b["from"]["blank"])
+    assert images["from"] == {"noise": 0, "blank": 1, "masked": 30} and images["size"] == 31
+    assert images["digit"] == 3 and images["digit_share"] == 1.0
+    noise = [b for b in res["basins"] if not b["from"]["blank"]]
+    assert sorted(b["digit"] for b in noise) == [1, 2] and all(b["digit_share"] == 1.0 for b in noise)
+    assert all(b["from"]["masked"] == 0 and b["size"] == b["from"]["noise"] > 0 for b in noise)
+    assert sum(b["size"] for b in noise) == 12
+    assert res["purity_by_classifier"] == 1.0  # each basin is read as one digit
+    # all 30 masked digits share one basin: purity is the share of their most common label
+    assert res["purity_by_true_label_masked"] == np.bincount(labels.numpy()).max() / 30
+    assert res["classifier_accuracy_masked"] == (labels == 3).sum().item() / 30  # every one read as 3
+    assert sorted(res["digits_read_from_noise"][1:3]) == sorted(b["size"] for b in noise)
+    assert sum(res["digits_read_from_noise"]) == 12
+    levels = arrays["basin_images"].flatten(1).mean(1)
+    digit_of = torch.tensor([b["digit"] for b in res["basins"]], dtype=torch.float32)
+    torch.testing.assert_close(levels, 10 * digit_of, rtol=0, atol=0.05)  # each basin's own mean image
+    assert arrays["basin_images"].shape == (3, 28, 28) and len(arrays["clusters"]) == 43
+
+
+def test_basins_on_a_tiny_case(tmp_path, small_digits, mnist_dir):
+    from localrules.studies.restore_basins import basins, purity
 
     imgs, labels = _imgs(small_digits, 30)
     folder = tmp_path / "m"
     models, clf = _untrained(folder)
     res, arrays = basins(models["hybrid"], clf, imgs, labels, n_noise=10, steps=3, k_max=4)
-    assert 2 <= res["n_basins"] <= 4 and set(res["silhouette"]) == {2, 3, 4}
+    assert set(res["silhouette"]) == {2, 3, 4}
+    # the count is the k of the best silhouette, and the rows, sizes and images agree with it
+    assert res["n_basins"] == max(res["silhouette"], key=res["silhouette"].get) == len(res["basins"])
     assert sum(b["size"] for b in res["basins"]) == 41  # 10 noise + blank + 30 digits
     assert sum(b["from"]["blank"] for b in res["basins"]) == 1
-    assert 0 < res["purity_by_classifier"] <= 1 and 0 < res["purity_by_true_label_masked"] <= 1
+    assert [b["size"] for b in res["basins"]] == np.bincount(arrays["clusters"], minlength=res["n_basins"]).tolist()
+    masked = arrays["kinds"] == "masked"
+    assert res["purity_by_true_label_masked"] == purity(arrays["clusters"][masked], labels.numpy())
     assert arrays["basin_images"].shape == (res["n_basins"], 28, 28)
     out = CliRunner().invoke(app, ["study", "restore-basins", "--models", str(folder), "--n", "20", "--noise", "5",
                                    "--steps", "2", "--k-max", "3", "--data-dir", str(mnist_dir), "--device", "cpu",
                                    "--json", str(tmp_path / "b.json"), "--png", str(tmp_path / "b.png")])
     assert out.exit_code == 0, out.output
-    assert json.loads((tmp_path / "b.json").read_text())["n_masked"] == 20
-    assert (tmp_path / "b.png").stat().st_size > 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["n_masked"] == 20 and b["n_noise"] == 5 and b["steps"] == 2 and set(b["silhouette"]) == {"2", "3"}
+    assert sum(r["size"] for r in b["basins"]) == 26 and len(b["basins"]) == b["n_basins"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "b.png") as im:  # 6 x 6 inches at 120 dpi for up to 5 basins
+        assert im.format == "PNG" and im.size == (720, 720)

@@ -3,7 +3,6 @@ like 1 process with the same 2 shards, for all three tasks; resume across proces
 dying rank stops the other with a message and leaves the last checkpoint intact."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -73,15 +72,20 @@ def _grad(kind: str):
     return {n: p.grad.clone() for n, p in task.model.named_parameters()}, loss.item()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _store():
+    """The rendezvous of a test's ranks: a TCPStore served by this (the test) process on a port the
+    OS picks and that stays bound until the ranks are done. The ranks join it as clients, as they
+    join torchrun's agent store (TORCHELASTIC_USE_AGENT_STORE), through the library's own env://
+    join (ranks.from_env). No port is picked, released and hoped to be still free when rank 0 binds
+    it (another process could take it in between: a test failing only sometimes)."""
+    from torch.distributed import TCPStore
+
+    return TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
 
 
 def _join(rank: int, world: int, port: int) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), LOCALRULES_DIST_TIMEOUT="60")
+                      MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True", LOCALRULES_DIST_TIMEOUT="300")
     torch.set_num_threads(1)
 
 
@@ -99,7 +103,9 @@ def _two_process_runs(rank: int, port: int, out: str) -> None:
 def _spawn(fn, world: int, *args) -> None:
     import torch.multiprocessing as mp
 
-    mp.start_processes(fn, args=(_free_port(), *args), nprocs=world, start_method="spawn")
+    store = _store()  # served until every rank has finished
+    mp.start_processes(fn, args=(store.port, *args), nprocs=world, start_method="spawn")
+    del store
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +215,12 @@ def _dying_run(rank: int, port: int, out: str) -> None:
 def test_a_dying_rank_stops_the_other_and_keeps_the_checkpoint(tmp_path):
     import multiprocessing as mp
 
-    port, ctx = _free_port(), mp.get_context("spawn")
-    procs = [ctx.Process(target=_dying_run, args=(r, port, str(tmp_path))) for r in range(2)]
+    store, ctx = _store(), mp.get_context("spawn")
+    procs = [ctx.Process(target=_dying_run, args=(r, store.port, str(tmp_path))) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(600)  # a bound for a hung rank, not a speed requirement (a silent peer times out after 300 s)
     assert [p.exitcode for p in procs] == [0, 3]
     msg = (tmp_path / "rank0.err").read_text()
     assert "another process of this 2-process run stopped" in msg
