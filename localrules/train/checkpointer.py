@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_state, save_model, save_state
+from .checkpoint import load_state, remove_torn_writes, save_model, save_state
 from .resume import apply_changes, recorded_train_config
 from .rng import rng_state, set_rng_state
 from .shards import check_resume
@@ -69,6 +69,7 @@ class Checkpointer:
         if not ranks.from_main(self.state_path.is_file):
             raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
         st = ranks.from_main(load_state, self.state_path)  # rank 0 reads it for every process
+        ranks.from_main(remove_torn_writes, self.out)
         saved = st.get("task_config")
         diff = changed_settings(saved, task) if saved is not None else {}
         if diff:

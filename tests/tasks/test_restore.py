@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from localrules.cli.main import app
-from localrules.studies.restore_eval import count_flops, evaluate, evaluate_masks, evaluate_steps, psnr
+from localrules.studies.restore_eval import count_flops, evaluate, evaluate_masks, evaluate_steps, normalized_convolution, psnr
 from localrules.tasks import restore as rs
 from localrules.train.loop import TrainConfig, train
 from localrules.train.perturb import mask_pixels, mask_region
@@ -58,8 +58,6 @@ def test_the_gate_sees_the_image():
 
 
 def test_interpolation_keeps_visible_and_fills_blanks():
-    from localrules.studies.restore_eval import normalized_convolution
-
     x = torch.rand(2, 28, 28)
     _, keep = mask_pixels(x, 0.5)
     out = normalized_convolution(x, keep)
@@ -231,7 +229,7 @@ def test_eval_table(tmp_path, small_digits):
     for name, row in res["models"].items():
         rec = restored[name]
         with torch.inference_mode():
-            want = models[name](imgs * keep) if name in models else rs.normalized_convolution(imgs, keep)
+            want = models[name](imgs * keep) if name in models else normalized_convolution(imgs, keep)
             hits = sum(int(clf(rec[i : i + 1]).argmax(1).item() == labels[i]) for i in range(20))
         torch.testing.assert_close(rec, want, rtol=0, atol=1e-6, msg=name)
         mse = ((rec.double() - imgs.double()) ** 2).flatten(1).mean(1)

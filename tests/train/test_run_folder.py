@@ -46,3 +46,18 @@ def test_checkpoints_also_follow_the_clock(tmp_path, small_digits, monkeypatch, 
     cfg = TrainConfig(iterations=4, steps_min=2, steps_max=2, checkpoint_every=1000, checkpoint_minutes=minutes)
     train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
     assert seen == saved
+
+
+def test_a_resume_deletes_the_temporary_files_of_torn_writes(tmp_path, small_digits):
+    """A kill in the middle of a checkpoint write leaves ``.NAME.*.tmp`` beside the run files;
+    --resume deletes those (catches temporaries piling up after crashes) and nothing else."""
+    cfg = TrainConfig(iterations=1, steps_min=2, steps_max=2)
+    train(_task(small_digits), cfg, tmp_path, torch.device("cpu"), progress=False)
+    torn = [tmp_path / ".train_state.pt.x1y2.tmp", tmp_path / ".model.safetensors.z3.tmp"]
+    for p in torn:
+        p.write_bytes(b"half a file")
+    mine = tmp_path / ".notes.tmp"
+    mine.write_text("not a run file")
+    train(_task(small_digits), TrainConfig(iterations=2, steps_min=2, steps_max=2), tmp_path, torch.device("cpu"),
+          resume=True, progress=False)
+    assert not any(p.exists() for p in torn) and mine.exists()
