@@ -78,9 +78,8 @@ def claim_run_folder(out: str | Path, overwrite: bool = False) -> None:
 
 
 def remove_torn_writes(out: str | Path) -> list[str]:
-    """Delete the temporary files of run-file writes that a kill interrupted (``.NAME.*.tmp`` beside
-    each of :data:`RUN_FILES`; never read, the run files are replaced atomically) -> their names.
-    Call it only on a folder no other process is writing to (a resume owns its run folder)."""
+    """Delete the torn ``.NAME.*.tmp`` of run-file writes a kill interrupted (never read) -> their
+    names; only in a folder no other process writes to (a resume owns its run folder)."""
     torn = [p for f in RUN_FILES for p in Path(out).glob(f".{f}.*.tmp")]
     for p in torn:
         p.unlink(missing_ok=True)

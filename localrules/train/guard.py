@@ -46,13 +46,8 @@ class DivergenceGuard:
         self.bad_run: list[int] = []  # the iterations of the current run of bad ones
         self.snapshot(iteration)
 
-    @property
-    def good_iteration(self) -> int:
-        """The iteration of the last good snapshot."""
-        return self.good[0]
-
     def snapshot(self, iteration: int) -> None:
-        self.good: list[Any] = [iteration, copy.deepcopy(self.model.state_dict()),
+        self.good: list[Any] = [iteration, copy.deepcopy(self.model.state_dict()),  # good[0]: its iteration
                                 copy.deepcopy(self.opt.state_dict())]
 
     def rollback(self, bad: str, iteration: int) -> dict[str, Any]:
@@ -68,9 +63,6 @@ class DivergenceGuard:
         if hasattr(self.task, "discard_batch"):
             self.task.discard_batch()
         return {"iteration": iteration, "lr": [lr_now, lr], "reason": f"{bad} (rolled back to {self.good[0]})"}
-
-    def good_step(self) -> None:
-        self.bad_run.clear()
 
     def gives_up(self, last_one: bool) -> bool:
         """``max_bad_steps`` bad iterations in a row, or the run ends with no good one."""

@@ -9,11 +9,9 @@
 
 Around it: a :class:`~localrules.train.checkpointer.Checkpointer` (the run folder, exact resume),
 a :class:`~localrules.train.guard.DivergenceGuard` (non-finite iterations are rolled back) and a
-:class:`Deadline` (``minutes`` > 0: stop after the first iteration that ends past that wall-clock
-budget of this call; it ends the run as reaching ``iterations`` does). Ctrl-C or SIGTERM (`kill`,
-a batch scheduler's stop) write a checkpoint of the last finished iteration, so ``resume=True``
-continues where the last checkpoint left off: exactly, except after a stop that fell inside an
-iteration whose states the task had already committed to its pool.
+:class:`Deadline` (``minutes`` > 0: the run ends after the first iteration past that budget of this
+call). Ctrl-C or SIGTERM write a checkpoint of the last finished iteration: ``resume=True`` then
+continues exactly, unless the stop fell inside an iteration that had committed to its pool.
 """
 
 from __future__ import annotations
@@ -149,7 +147,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 bad = backward(loss, model, cfg.normalize_grads)
                 if bad is None:
-                    guard.good_step()
+                    guard.bad_run.clear()
                     opt.step()
                 else:
                     opt.zero_grad(set_to_none=True)
@@ -206,9 +204,9 @@ def _skip(bad: str, iteration: int, guard: DivergenceGuard, ckpt: Checkpointer, 
     lr = change["lr"][1]
     last_one = iteration == ckpt.cfg.iterations
     if guard.gives_up(last_one):
-        if guard.good_iteration > 0:  # a trained state (the untrained weights are not worth a checkpoint)
+        if guard.good[0] > 0:  # a trained state (the untrained weights are not worth a checkpoint)
             ckpt.save(iteration)
-            kept = (f"kept the weights and Adam state of iteration {guard.good_iteration} (the last good one) "
+            kept = (f"kept the weights and Adam state of iteration {guard.good[0]} (the last good one) "
                     f"with lr {lr:.3g}, as the checkpoint at iteration {iteration} in {ckpt.out}; continue with "
                     f"--resume and a lower --lr")
         else:
@@ -217,7 +215,7 @@ def _skip(bad: str, iteration: int, guard: DivergenceGuard, ckpt: Checkpointer, 
         log.close()
         raise TrainingDiverged(guard.message(bad, iteration, kept))
     tqdm.write(f"iteration {iteration}: {bad} is not finite; skipped it, restored the weights "
-               f"and Adam state of iteration {guard.good_iteration} and lowered the lr to {lr:.3g} "
+               f"and Adam state of iteration {guard.good[0]} and lowered the lr to {lr:.3g} "
                f"({len(guard.bad_run)} of --max-bad-steps {ckpt.cfg.max_bad_steps} in a row)")
     if last_one:
         ckpt.save(iteration)
