@@ -168,3 +168,20 @@ def test_the_playground_serves_the_robust_model_by_default(monkeypatch):
     res = runner.invoke(app, ["demo", "mnist-selfclassify", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert served["dm"].info["checkpoint"] == str(ms.pretrained_path("robust"))
+
+
+def test_shipped_l2_models_keep_small_states_and_the_ce_model_grows_them(small_digits):
+    # catches: the L2 and CE weight files swapped (their names and configs still right). The paper:
+    # cross-entropy "causes unbounded growth in classification logits"; an L2 model's states stay
+    # near its one-hot target
+    from localrules.studies.curves import selfclassify_curves
+
+    x, y = small_digits
+    px = torch.nn.functional.pad(torch.as_tensor(x[:20]).float() / 255, (6, 6, 6, 6))
+    mags = {}
+    for kind in ("l2", "robust", "ce"):
+        model, _, _ = ms.load(ms.pretrained_path(kind))
+        res = selfclassify_curves(model, px, torch.as_tensor(y[:20]), steps=60, mutate_at=None, batch_size=20,
+                                  noise_std=0.0, progress=False)
+        mags[kind] = res["state_magnitude"][-1]  # mean |state| of alive cells after 60 updates
+    assert mags["l2"] < 1.0 and mags["robust"] < 1.0 and mags["ce"] > 3.0, mags

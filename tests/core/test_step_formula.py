@@ -19,9 +19,10 @@ B, H, W, CF, C = 2, 3, 4, 1, 3  # grids, rows, columns, fixed channels, mutable 
 P = 5  # perception channels
 
 
-def _model(fire_rate=0.5, seed=0):
+def _model(fire_rate=0.5, seed=0, sparse_fire=False):
     """A learned 3x3 perception (random weights and a non-zero bias) and a one-layer linear rule
-    (random, not zero: an untrained rule would leave every state unchanged)."""
+    (random, not zero: an untrained rule would leave every state unchanged); ``sparse_fire``: the
+    rule computed on the updating cells only (MetaNCA's path), which must give the same values."""
     g = torch.Generator().manual_seed(seed)
     per = MoorePerception(CF + C, P, "learned")
     rule = Rule(P, (), C, relu_input=False)
@@ -30,7 +31,7 @@ def _model(fire_rate=0.5, seed=0):
         per.bias.copy_(torch.randn(P, generator=g) + 1.0)
         rule.mlp[-1].weight.copy_(torch.randn(C, P, generator=g) * 0.3)
         rule.mlp[-1].bias.copy_(torch.randn(C, generator=g))
-    return NCA(per, rule, fire_rate)
+    return NCA(per, rule, fire_rate, sparse_fire=sparse_fire)
 
 
 def _hand_delta(model, x):
@@ -80,9 +81,10 @@ TOPOLOGIES = ["dense", "alive", "graph"]
 
 # catches: bias dropped from perception, a wrong 3x3 tap, the alive mask or fire mask ignored,
 # the residual update replaced by delta, the given noise not added (or not scaled by noise_std)
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("kind", TOPOLOGIES)
-def test_step_equals_the_formula_with_given_fire_and_noise(kind):
-    model = _model()
+def test_step_equals_the_formula_with_given_fire_and_noise(kind, sparse):
+    model = _model(sparse_fire=sparse)
     fixed, state, alive, fire, noise = _case()
     delta = _hand_delta(model, torch.cat([fixed, state], -1))
     std = 0.1
@@ -101,9 +103,10 @@ def test_step_equals_the_formula_with_given_fire_and_noise(kind):
 
 # catches: noise added after the masks (it would move dead and resting cells), the alive mask
 # ignored when every cell fires (fire rate 1, the restoration CA's setting)
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fire_rate", [0.5, 1.0])
-def test_dead_cells_never_change_even_with_noise(fire_rate):
-    model = _model(fire_rate)
+def test_dead_cells_never_change_even_with_noise(fire_rate, sparse):
+    model = _model(fire_rate, sparse_fire=sparse)
     fixed, state, alive, _, _ = _case()
     torch.manual_seed(0)
     with torch.no_grad():
@@ -120,9 +123,10 @@ def test_dead_cells_never_change_even_with_noise(fire_rate):
 
 # catches: the fire mask drawn with the wrong comparison (u > fire_rate fires 1 - fire_rate of
 # the cells) or not drawn at all
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fire_rate", [0.25, 0.8])
-def test_drawn_fire_mask_updates_that_share_of_cells(fire_rate):
-    model = _model(fire_rate)
+def test_drawn_fire_mask_updates_that_share_of_cells(fire_rate, sparse):
+    model = _model(fire_rate, sparse_fire=sparse)
     g = torch.Generator().manual_seed(3)
     n = 40
     fixed, state = torch.rand(n, 16, 16, CF, generator=g), torch.randn(n, 16, 16, C, generator=g)
@@ -135,8 +139,9 @@ def test_drawn_fire_mask_updates_that_share_of_cells(fire_rate):
 
 # catches: a rollout that does not chain the steps (or drops the residual) and one that ignores the
 # alive mask; with fire rate 1 and no noise it is the formula iterated
-def test_rollout_iterates_the_step():
-    model = _model(1.0)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rollout_iterates_the_step(sparse):
+    model = _model(1.0, sparse_fire=sparse)
     fixed, state, alive, _, _ = _case()
     want = state
     for _ in range(3):
@@ -158,3 +163,25 @@ def test_default_fire_rate_is_one_half():
     with torch.no_grad():
         got = model.step(Grid2D(), torch.zeros(50, 16, 16, CF), state, None)
     assert abs((got != 0).any(-1).float().mean().item() - 0.5) < 0.02
+
+
+# catches: rollout's perturb hook ignored or applied after the update instead of before it, and
+# observe called at the wrong times (the restorer's mid-run damage and the curves ride on them)
+def test_rollout_hooks_perturb_before_an_update_and_observe_after_it():
+    model = _model(1.0)
+    fixed, state, alive, _, _ = _case()
+    step = lambda s: s + _hand_delta(model, torch.cat([fixed, s], -1)) * alive  # noqa: E731
+    want, seen_want = state, []
+    for t in range(3):
+        if t == 1:
+            want = want * 0  # the perturbation: every state erased before update 1 (0-based)
+        want = step(want)
+        seen_want.append((t + 1, want))
+    seen = []
+    with torch.no_grad():
+        got = model.rollout(Grid2D(), fixed, state, alive, 3, perturb=lambda t, s: s * 0 if t == 1 else s,
+                            observe=lambda t, s: seen.append((t, s.clone())))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert [t for t, _ in seen] == [1, 2, 3]
+    for (_, a), (_, b) in zip(seen, seen_want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
