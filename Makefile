@@ -34,7 +34,10 @@ wheel-check: $(VENV)/.installed
 	$(PYTHON) -m venv /tmp/localrules-wheel-venv
 	/tmp/localrules-wheel-venv/bin/pip install -q $(TORCH) dist/localrules-*.whl
 	cd /tmp && /tmp/localrules-wheel-venv/bin/localrules --help
-	cd /tmp && /tmp/localrules-wheel-venv/bin/python -c "import localrules.tasks.mnist_selfclassify as m, localrules.cli.main; assert m.pretrained_path().exists(), 'shipped model missing from the wheel'"
+	cd /tmp && /tmp/localrules-wheel-venv/bin/python -c "import localrules.cli.main, localrules as lr; from localrules.tasks import mnist_selfclassify as m; \
+	  [lr.load_selfclassifier(m.pretrained_path(k)) for k in ('l2', 'ce', 'robust')]; \
+	  [lr.load_rule(n) for n in ('metanca-mnist', 'metanca-mnist-dc', 'metanca-mnist-relative')]; \
+	  [lr.load_restorer(n) for n in ('hybrid', 'ca', 'cnn-ae', 'classifier')]; print('every shipped model loads from the wheel')"
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info
