@@ -65,13 +65,8 @@ class NCA(nn.Module):
             return None
         return self.rule.code(topology.cell_code(self.rule.code_dim, device))
 
-    def update(self, topology, fixed: torch.Tensor | None, state: State, uc: torch.Tensor | None = None) -> State:
-        """delta = rule(perceive([fixed, state])) for every cell, before noise and masks; a task
-        without fixed channels passes ``fixed=None``."""
-        p = topology.perceive(state if fixed is None else torch.cat([fixed, state], -1), self.perception)
-        return self._rule(p, self.code_projection(topology, p.device) if uc is None else uc)
-
     def _rule(self, p: torch.Tensor, uc: torch.Tensor | None) -> State:
+        """delta = rule(p, c) for every row of p, with U c given."""
         return self.rule.mlp(p) if uc is None else self.rule.after_first(self.rule.mlp[0](p) + uc)
 
     def step(self, topology, fixed: torch.Tensor | None, state: State, alive: torch.Tensor | None = None,
