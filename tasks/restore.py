@@ -4,13 +4,14 @@ Hybrid (the seed text's recipe; the wiring it leaves open is chosen as below):
 
     s_0     = encoder(pad(x))                 1x1 conv 1 -> 16 on the 32x32 lattice     (B, 32, 32, 16)
     for t < steps (10):
-      s     = LayerNorm(s + rule(dwconv3x3(s)))   one NCA step, post hook = LayerNorm, noise, gate; CA: depthwise 3x3 (x4) -> ReLU -> 1x1 64 -> 16, ~1.7k params
+      s     = LayerNorm(s + rule(dwconv3x3(s)))   CA: depthwise 3x3 (x4) -> ReLU -> 1x1 64 -> 16, ~1.7k params
       g     = gate(s r)                       r: learned read-out 16 -> 1 per cell (32x32 = 1024 inputs);
                                               MLP 1024 -> 1024 -> ReLU -> dropout -> 256 (16x16), ~1.3M params
       s     = s + upsample2(g) * a            bilinear x2; a: learned per-channel scale (16)
     y       = sigmoid(readout(s))[2:30, 2:30] 1x1 conv 16 -> 1, cropped to 28x28
 
-CA-only: the same without the gate. CNN-AE: a plain convolutional auto-encoder (~1M params).
+Each pass of the loop is one ``NCA.step``; LayerNorm, training noise and the gate are its post hook
+(``CARestorer.after_update``). CA-only: the same without the gate. CNN-AE: a plain convolutional auto-encoder (~1M params).
 
 Training recipe (``pool``, the default; issue 18), batches of 64:
 

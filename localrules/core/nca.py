@@ -99,11 +99,10 @@ class NCA(nn.Module):
         C, n = state.shape[-1], mask.numel()
         idx = mask.reshape(-1).nonzero().squeeze(1)
         rows = p.reshape(n, -1).index_select(0, idx)
-        if uc is None:
-            delta = self.rule.mlp(rows)
-        else:
-            per_cell = uc.reshape(-1, uc.shape[-1])  # one code per cell, or shared by the S samples
-            delta = self.rule.after_first(self.rule.mlp[0](rows) + per_cell.index_select(0, idx % len(per_cell)))
+        if uc is not None:  # one code per cell, or shared by the S samples
+            per_cell = uc.reshape(-1, uc.shape[-1])
+            uc = per_cell.index_select(0, idx % len(per_cell))
+        delta = self._rule(rows, uc)
         if noise_std > 0:
             delta = delta + noise.reshape(n, C).index_select(0, idx) * noise_std
         return state.reshape(n, C).index_add(0, idx, delta).view(state.shape)
@@ -113,9 +112,9 @@ class NCA(nn.Module):
                 noises: torch.Tensor | None = None, perturb: Callable[[int, State], State] | None = None,
                 observe: Callable[[int, State], None] | None = None) -> State:
         """``steps`` steps; ``fires`` (steps, cells, 1) bool and ``noises`` (steps, cells, C) give each
-        step's fire mask and noise (else drawn); the cell
-        code's projection U c is computed once. ``perturb(t, state)`` replaces the state before
-        update t (0-based); ``observe(t, state)`` sees it after t updates (1-based)."""
+        step's fire mask and noise (else drawn); the cell code's projection U c is computed once.
+        ``perturb(t, state)`` replaces the state before update t (0-based); ``observe(t, state)``
+        sees it after t updates (1-based)."""
         uc = self.code_projection(topology, state.device)
         for t in range(steps):
             if perturb is not None:
