@@ -112,13 +112,23 @@ def test_demo_help_and_missing_checkpoints(tmp_path):
     assert res.exit_code != 0 and "--checkpoint" in res.output and "hybrid" in res.output
 
 
-def test_cli_serves_and_stops_cleanly_on_ctrl_c(sc_checkpoint, tmp_path):
-    """The real command: serves on a free port, keeps a tab open, and exits 0 on SIGINT."""
+def _foreground():
+    """In the child: SIGINT handled as in a terminal's foreground job. A job started with `&` (a CI
+    script's background step, a busy-loop harness) inherits SIGINT ignored, and Python then leaves
+    it ignored: such a server stops on SIGTERM, the other parametrisation."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_cli_serves_and_stops_cleanly_on_ctrl_c(sc_checkpoint, tmp_path, sig):
+    """The real command: serves on a free port, keeps a tab open, and exits 0 on Ctrl-C (SIGINT)
+    or SIGTERM, closing the tab with 1001 (going away)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LOCALRULES_DATA": str(tmp_path),
            "LOCALRULES_CACHE": str(tmp_path)}  # no MNIST here: the scikit-learn fallback, no download
     cmd = [sys.executable, "-c", "from localrules.cli.main import cli; cli()", "demo",
            "--checkpoint", str(sc_checkpoint), "--port", "0", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_foreground)
     guard = threading.Timer(300, proc.kill)  # a hung server ends the test (readline then gives "")
     guard.start()
     try:
@@ -139,15 +149,21 @@ def test_cli_serves_and_stops_cleanly_on_ctrl_c(sc_checkpoint, tmp_path):
         async def go():
             async with aiohttp.ClientSession() as s, s.ws_connect(url.replace("http", "ws") + "ws") as ws:
                 await receive(ws, "hello")
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
                 msg = await ws.receive(timeout=TIMEOUT)
                 while msg.type == aiohttp.WSMsgType.TEXT:  # frames still in flight
                     msg = await ws.receive(timeout=TIMEOUT)
                 assert msg.type == aiohttp.WSMsgType.CLOSE, msg
                 return msg.data
-        assert run(go()) == aiohttp.WSCloseCode.GOING_AWAY
+        try:
+            code = run(go())
+        except BaseException as e:  # the server's own log goes with the failure
+            proc.kill()
+            raise AssertionError("".join(lines) + proc.communicate()[0]) from e
         out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, "".join(lines) + out
+        out = "".join(lines) + out
+        assert code == aiohttp.WSCloseCode.GOING_AWAY, out
+        assert proc.returncode == 0, out
         assert "Traceback" not in out and "server stopped" in out
     finally:
         guard.cancel()
