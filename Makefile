@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,tensorboard,docs,distributed]'  # distributed: Ray, for the --ray tests
+	$(BIN)/pip install -q -e '.[test,tensorboard,docs,distributed,export]'  # distributed: Ray, for the --ray tests
 	touch $@
 
 run: $(VENV)/.installed
