@@ -275,7 +275,6 @@
     const ink = (v) => { const c = Math.round(255 * (1 - Math.min(1, Math.max(0, v)))); return [c, c, c]; };
     blit(grid, (i) => ink(image[i]));
     blit(output, (i) => ink(restored[i]));
-    $("step").textContent = pg.restorations;
     const parts = [restoring ? "restoring…" : "done"];
     if (psnr !== null) parts.push(`PSNR ${psnr.toFixed(1)} dB vs. the clean digit`);
     if (guess !== null) parts.push(`classifier reads ${guess}`);
@@ -316,7 +315,7 @@
     const restore = sys === "restore";
     document.body.classList.toggle("restore", restore);
     for (const id of ["output-figure", "knockout", "restorer-row"]) $(id).hidden = !restore;
-    for (const id of ["palette-row", "legend", "speed-row", "mutate"]) $(id).hidden = restore;
+    for (const id of ["palette-row", "legend", "speed-row", "mutate", "step-part"]) $(id).hidden = restore;
     $("grid-caption").textContent = restore ? "input: what the model sees (draw, erase, knock out)"
       : "cells: alive cells show the digit they vote for";
     $("rate-unit").textContent = restore ? "restorations/s" : "steps/s";
