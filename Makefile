@@ -1,14 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install, evaluate the shipped self-classifying model (plots + GIF in runs/pretrained)
 #   make test   create .venv, install, run the test suite
-#   make docs   the API reference (runs/site/index.html)
+#   make docs   the API reference (runs/site/index.html), with the static playground
+#   make playground   the static playground (runs/playground/; needs npm)
 # CUDA users: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 
-.PHONY: run test docs wheel-check clean
+.PHONY: run test docs playground wheel-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +25,14 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -rs
 
 # The API reference from the docstrings (mkdocs + mkdocstrings), into runs/site/
+# with the static playground built into docs/ first (runs/site/static-playground/; needs npm)
 docs: $(VENV)/.installed
+	$(BIN)/python scripts/build-playground --out docs/static-playground
 	$(BIN)/mkdocs build --strict
+
+# The static playground: the shipped models in the browser, no server (python -m http.server -d runs/playground)
+playground: $(VENV)/.installed
+	$(BIN)/python scripts/build-playground --out runs/playground
 
 # Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
 wheel-check: $(VENV)/.installed
