@@ -126,3 +126,20 @@ def test_cli_export(capsys, out_dir):
     assert "inputs masked" in out and (out_dir / "cli.onnx").stat().st_size > 1000
     code, _, err = _cli(capsys, "export", "metanca-mnist", "--out", str(out_dir / "bad.onnx"), "--arch", "784,x")
     assert code != 0 and "--arch" in err
+
+
+def test_missing_extra_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # as if not installed
+    with pytest.raises(ExportError, match="export extra"):
+        export_onnx("restore-ca", tmp_path / "x.onnx")
+
+
+def test_the_core_does_not_import_onnx():
+    import subprocess
+    import sys
+
+    code = ("import sys, localrules, localrules.api, localrules.cli.main, localrules.export; "
+            "from localrules.tasks import metanca, mnist_selfclassify, restore; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'onnxscript')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
