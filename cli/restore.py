@@ -14,7 +14,7 @@ from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRI
 from .options import CLI_DEFAULTS, RS, TRAIN, option
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
-OPTIONAL = ("unet",)  # baselines loaded when the folder has them; so is any other folder (a variant)
+OPTIONAL = ("ca", "cnn-ae", "unet")  # loaded when the folder has them, as is any other folder (a variant)
 
 
 class RestoreModel(str, Enum):
@@ -38,20 +38,20 @@ def _test_digits(n: int, data_dir, device):
 
 
 def _load_models(folder: Optional[Path], device):
-    """(restorers, classifier) from ``folder`` (default: the shipped models): hybrid/, ca/,
-    cnn-ae/ and classifier/ are required; unet/ and any other sub-folder holding a restore
-    checkpoint (e.g. a hybrid variant) are added after them. Each restorer gets
+    """(restorers, classifier) from ``folder`` (default: the shipped models): hybrid/ and
+    classifier/ are required; ca/, cnn-ae/, unet/ and then any other sub-folder holding a restore
+    checkpoint (e.g. a hybrid variant) are added when present. Each restorer gets
     ``batches_trained``: its checkpoint's iteration (batches of its last run)."""
     from localrules.tasks import restore as rs
 
     folder = folder or rs.PRETRAINED_DIR
-    paths = {name: folder / name / "model.safetensors" for name in (*RESTORERS, "classifier")}
+    paths = {name: folder / name / "model.safetensors" for name in ("hybrid", "classifier")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise typer.BadParameter(f"missing checkpoints: {', '.join(missing)} (train them with "
                                  f"`localrules run restore --model NAME --out {folder}/NAME`)")
-    extra = [d.name for d in sorted(folder.iterdir()) if d.name not in paths and (d / "model.safetensors").is_file()]
-    for name in sorted(extra, key=lambda n: (n not in OPTIONAL, n)):
+    extra = [d.name for d in folder.iterdir() if d.name not in paths and (d / "model.safetensors").is_file()]
+    for name in sorted(extra, key=lambda n: (OPTIONAL.index(n) if n in OPTIONAL else len(OPTIONAL), n)):
         paths[name] = folder / name / "model.safetensors"
     loaded = {}
     for name, p in paths.items():
