@@ -114,10 +114,9 @@ def run_restore(
                                  f"apply to hybrid and ca only, not {model.value}")
     fixed |= {k: v for k, v in flags.items() if v} | ({"masked_loss": True} if masked_loss else {})
     fixed |= {k: v for k, v in (("steps_min", steps_min), ("steps_max", steps_max)) if v is not None}
-    try:
-        cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed}).validate()
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed})
+    if cfg.mask_min > cfg.mask_max:
+        raise typer.BadParameter(f"need --mask-min <= --mask-max (mask_min <= mask_max), not {cfg.mask_min} > {cfg.mask_max}")
     tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
     tcfg.max_bad_steps = max_bad_steps
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
@@ -262,6 +261,7 @@ def study_restore_basins(
     mask_frac: float = typer.Option(0.95, help="Fraction of their pixels blanked."),
     steps: int = typer.Option(0, help="Steps to run (0 = 5x the trained steps)."),
     k_max: int = typer.Option(15, help="k-means is fitted for k = 2..K_MAX; the best silhouette names the basins."),
+    damage_frac: float = typer.Option(0.3, min=0, max=1, help="Also run every start with this fraction of its cells zeroed mid-run: share ending in the same basin (0 = skip)."),
     json_out: Path = typer.Option(Path("runs/restore-basins.json"), "--json"),
     png: Optional[Path] = typer.Option(Path("runs/restore-basins.png"), help="Figure: each basin's mean image and the states on two principal components."),
     seed: int = typer.Option(0),
@@ -280,7 +280,8 @@ def study_restore_basins(
     if restorers[model].reads_mask:
         raise typer.BadParameter(f"{model} reads the mask (mask_channel / keep_visible): noise seeds have none")
     images, labels = _test_digits(n, data_dir, dev)
-    res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed)
+    res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed,
+                         damage_frac)
     res["model"] = model
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(res, indent=1))
@@ -289,6 +290,11 @@ def study_restore_basins(
                f"{res['purity_by_true_label_masked']:.3f}; noise seeds read as {res['digits_read_from_noise']}")
     for i, b in enumerate(res["basins"]):
         typer.echo(f"  basin {i}: {b['size']} states, digit {b['digit']} ({b['digit_share']:.0%}), from {b['from']}")
+    if "damage" in res:
+        d = res["damage"]
+        typer.echo(f"  {d['frac']:.0%} of the cells zeroed mid-run: {d['same_basin']:.1%} end in the same basin, "
+                   f"{d['same_digit']:.1%} read as the same digit; by start: "
+                   + ", ".join(f"{k} {v['same_basin']:.1%}" for k, v in d["by_start"].items()))
     if png:
         from localrules.viz.plots import plot_basins
 

@@ -246,3 +246,48 @@ def test_eval_table_has_knn_unet_and_a_variant_with_counts(small_digits):
     assert table["hybrid-mk"]["flops_per_sample"] > table["hybrid"]["flops_per_sample"] > 0
     assert table["interpolation"]["flops_per_sample"] > 0
     assert res["knn_train_digits"] == 200
+
+
+# --- restore-basins: damage mid-run ---------------------------------------------------------
+
+
+class _TwoNoiseBasins(torch.nn.Module):
+    """Stand-in restorer: a noise start ends in basin 0 or 1 by the sign of its sum, an encoded
+    image in basin 2; damaged mid-run, basin 1 falls into basin 0 (the others slide back)."""
+
+    def __init__(self):
+        super().__init__()
+        import types
+
+        self.cfg = types.SimpleNamespace(lattice=4, channels=2, steps=1)
+
+    def encode(self, x):
+        return torch.zeros(len(x), 4, 4, 2)
+
+    def run(self, s, steps, damage_frac=0.0):
+        noise = s[..., 1].abs().flatten(1).mean(1) > 0.1
+        basin = torch.where(noise, (s.flatten(1).sum(1) > 0).long(), 2)
+        if damage_frac:
+            basin = torch.where(basin == 1, 0, basin)
+        final = torch.zeros_like(s)
+        final[..., 0] = 10.0 * (basin + 1)[:, None, None]
+        return final
+
+    def read(self, s):
+        return s[..., 0].mean((1, 2))[:, None, None].expand(-1, 28, 28)
+
+
+def test_basins_damage_counts_the_starts_that_slide_back(small_digits):
+    from localrules.studies.restore_basins import basins
+
+    imgs, labels = _imgs(small_digits, 20)
+    reads = lambda im: torch.nn.functional.one_hot((im.flatten(1).mean(1) / 10).round().long().clamp(0, 9), 10).float()  # noqa: E731
+    res, arrays = basins(_TwoNoiseBasins(), reads, imgs, labels, n_noise=12, steps=2, k_max=4, damage_frac=0.3)
+    assert res["n_basins"] == 3
+    moved = res["digits_read_from_noise"][2]  # noise starts in basin 1 (read as digit 2)
+    assert 0 < moved < 12
+    d = res["damage"]
+    assert d["frac"] == 0.3 and d["same_basin"] == pytest.approx(1 - moved / 33) and d["same_digit"] == d["same_basin"]
+    assert d["by_start"]["masked"] == {"same_basin": 1.0, "same_digit": 1.0}
+    assert d["by_start"]["noise"]["same_basin"] == pytest.approx(1 - moved / 12)
+    assert "damage" not in basins(_TwoNoiseBasins(), reads, imgs, labels, n_noise=12, steps=2, k_max=4)[0]
