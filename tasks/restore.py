@@ -31,7 +31,11 @@ models): every batch fresh, 70 % pixel masks, 10 steps, no damage.
 The gate must not read the plain channel mean: right after the LayerNorm that mean is the
 constant mean(beta) at initialisation, so such a gate sees nothing (our first hybrid did, and
 trained no better than the CA alone). Learned models see only the masked image (blanked
-pixels = 0), never the mask. Training adds Gaussian noise to the lattice state each step and
+pixels = 0), never the mask, except the U-Net baseline (``restore_unet``, mask as an input
+channel) and a lattice model with ``mask_channel`` (the mask as a fixed CA input channel) or
+``keep_visible`` (the masked image as a fixed channel, visible pixels kept in the output);
+``clamp_output`` swaps the sigmoid read-out for a linear one clamped outside training,
+``masked_loss`` scores the blanked pixels only. All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
 dropout in the gate.
 """
 
