@@ -69,6 +69,7 @@ def run_metanca(
     hidden_code: str = option(MN, "hidden_code", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule), random (a random position per neuron drawn when a network is initialised) or relative (neuron i of a layer of n at i * SPAN / n: the same code for the same place in a layer of any width)."),
     hidden_span: float = option(MN, "hidden_span", help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it). With --hidden-code relative (required there): the range [0, SPAN) every layer's neurons are spread over."),
     hidden_clip: float = option(MN, "hidden_clip", min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the stage-3 rule's hidden states keep growing and its grown networks fall apart after about 100 updates; bounded at 2.5 the same weights hold for 500."),
+    layer_code: str = option(MN, "layer_code", help="Positional code of a weight's layer: index (the destination layer's index, as the shipped rules: unseen depths read unseen codes), role (from the input / hidden to hidden / into the output: the same at any depth) or relative (2 l / (L - 2), a fraction of the depth); role and relative equal index on two hidden layers."),
     arch_range: Optional[str] = option(MN, "arch_range", to=ints, help="LO,HI: meta-train on hidden widths drawn uniformly from LO..HI (depth, inputs and outputs from --arch) instead of the fixed --arch list."),
     arch_pools: int = option(MN, "arch_pools", help="With --arch-range and pooling: pools of random architectures kept at once."),
     arch_redraw: float = option(MN, "arch_redraw", help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),
@@ -97,7 +98,8 @@ def run_metanca(
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned, hidden_code=hidden_code, hidden_span=hidden_span,
                     arch_range=tuple(_ints(arch_range, "--arch-range")) if arch_range else (),
-                    arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip).validate()
+                    arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip,
+                    layer_code=layer_code).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
