@@ -24,6 +24,10 @@ RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluste
             "local instance) or HOST:PORT; needs pip install 'localrules\\[distributed]'.")
 
 
+LAYER_CODE_HELP = ("Grow with this layer code instead of the rule's own: index, role (input / hidden / output: "
+                   "the same at any depth) or relative; see `run metanca --layer-code`.")
+
+
 def _ints(text: str, what: str) -> list[int]:
     try:
         vals = [int(v) for v in text.split(",")]  # "4,,3" is refused, not read as 4,3
@@ -210,8 +214,12 @@ def study_heatmap(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
     ray: Optional[str] = typer.Option(None, help=RAY_HELP),
+    depth: Optional[str] = typer.Option(None, help="Instead of --x / --y: hidden-layer counts, e.g. 1,2,3,4; one cell per depth x --width, every hidden layer that width (needs --width)."),
+    width: Optional[str] = typer.Option(None, help="With --depth: hidden-layer widths, e.g. 5,10,30,100."),
+    layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
 ):
-    """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks."""
+    """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks
+    (or, with --depth and --width, of [n_in, width x depth, n_out])."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import heatmap
     from localrules.tasks import metanca as mn
@@ -223,8 +231,26 @@ def study_heatmap(
                                  param_hint="--workers")
     if not checkpoint.is_file():
         raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    if (depth is None) != (width is None):
+        raise typer.BadParameter("--depth and --width go together", param_hint="--depth / --width")
+    _check_layer_code(layer_code)
+    if layer_code and depth is None:
+        raise typer.BadParameter("the X x Y heatmap grows with the rule's own code; use it with --depth / --width",
+                                 param_hint="--layer-code")
     _, cfg, _ = mn.load(checkpoint)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    if depth is not None:
+        from localrules.studies.arch_sweep import depth_width
+
+        res = depth_width(checkpoint, data, _ints(depth, "--depth"), _ints(width, "--width"), samples, steps,
+                          json_out, workers=workers, seed=seed, device=dev, adam_epochs=adam_epochs,
+                          layer_code=layer_code, ray=ray)
+        if png:
+            from localrules.viz.plots import plot_depth_width
+
+            plot_depth_width(res, png)
+        _echo_sweep(res, json_out)
+        return
     res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
                   device=dev, adam_epochs=adam_epochs, ray=ray)
     if png:
@@ -236,6 +262,75 @@ def study_heatmap(
     if "median_ratio" in res:
         typer.echo(f"Adam ({adam_epochs:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
                    f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
+
+
+def _check_layer_code(code: Optional[str]) -> None:
+    from localrules.core.neuron_code import LAYER_CODES
+
+    if code is not None and code not in LAYER_CODES:
+        raise typer.BadParameter(f"must be one of {list(LAYER_CODES)}, not {code!r}", param_hint="--layer-code")
+
+
+def _echo_sweep(res: dict, json_out: Path) -> None:
+    """Summary lines of an architecture sweep: overall, Adam, and per depth."""
+    typer.echo(f"{len(res['cells'])} architectures: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
+               f"best {res['best_cell']:.4f}; {json_out}")
+    if "median_ratio" in res:
+        typer.echo(f"Adam ({res['adam_epochs']:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
+                   f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
+    for d, row in res["by_depth"].items():
+        adam = f", Adam {row['adam_accuracy']:.4f}, median grown / Adam {row['median_ratio']:.4f}" if "adam_accuracy" in row else ""
+        typer.echo(f"  {d} hidden: {row['cells']} cells, mean {row['mean_accuracy']:.4f}{adam}")
+
+
+def _range(text: str, what: str) -> tuple[int, int]:
+    vals = _ints(text, what)
+    if len(vals) != 2 or vals[0] > vals[1]:
+        raise typer.BadParameter(f"{what} must be LO,HI with LO <= HI, got {text!r}")
+    return vals[0], vals[1]
+
+
+@study_app.command("architectures")
+def study_architectures(
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
+    random: int = typer.Option(20, "--random", min=1, help="Random architectures to grow."),
+    depth_range: str = typer.Option("1,4", help="LO,HI: hidden-layer counts drawn from LO..HI."),
+    width_range: str = typer.Option("5,100", help="LO,HI: every hidden width drawn from LO..HI."),
+    samples: int = typer.Option(10, help="Networks grown per architecture."),
+    steps: int = typer.Option(30, help="Rule updates per grown network."),
+    adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: the same architecture trained with Adam for this many epochs (0: skip)."),
+    layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
+    json_out: Path = typer.Option(Path("runs/architectures.json"), "--json", help="Results; an existing file with the same settings is resumed."),
+    png: Optional[Path] = typer.Option(None, help="Figure: grown against Adam per architecture."),
+    workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 or 1: in this process)."),
+    seed: int = typer.Option(0, help="Seed of the architectures and the initialisations."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
+    ray: Optional[str] = typer.Option(None, help=RAY_HELP),
+):
+    """Random architectures [n_in, h_1..h_k, n_out]: grown test accuracy against Adam per architecture."""
+    from localrules.data.tabular import load_split
+    from localrules.studies.arch_sweep import random_archs, sweep
+    from localrules.tasks import metanca as mn
+
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
+    if not checkpoint.is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    _check_layer_code(layer_code)
+    archs = random_archs(random, _range(depth_range, "--depth-range"), _range(width_range, "--width-range"), seed)
+    dev = setup(device, threads)
+    _, cfg, _ = mn.load(checkpoint)
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    res = sweep(checkpoint, data, archs, samples, steps, json_out, workers=workers, seed=seed, device=dev,
+                adam_epochs=adam_epochs, layer_code=layer_code, ray=ray,
+                extra={"depth_range": list(_range(depth_range, "--depth-range")),
+                       "width_range": list(_range(width_range, "--width-range"))})
+    if png:
+        from localrules.viz.plots import plot_architectures
+
+        plot_architectures(res, png)
+    _echo_sweep(res, json_out)
 
 
 @study_app.command("zeroout")
