@@ -18,6 +18,8 @@ class Dataset(str, Enum):
     mnist = "mnist"
     iris = "iris"
     digits = "digits"
+    wine = "wine"
+    breast_cancer = "breast_cancer"
 
 
 RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluster in $RAY_ADDRESS, else a new "
@@ -40,13 +42,14 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _default_archs(dataset: str) -> list[str]:
     return {"mnist": ["784,10,10,10", "784,30,20,10", "784,50,30,10"],
-            "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"]}[dataset]
+            "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"],
+            "wine": ["13,16,3", "13,8,8,3"], "breast_cancer": ["30,16,2", "30,8,8,2"]}[dataset]
 
 
 @run_app.command("metanca")
 def run_metanca(
     ctx: typer.Context,
-    dataset: Dataset = option(MN, "dataset", to=Dataset, help="Task data: mnist (70k digits, 80/20 split), iris, or scikit-learn's 8x8 digits."),
+    dataset: Dataset = option(MN, "dataset", to=Dataset, help="Task data: mnist (70k digits, 80/20 split), or scikit-learn's iris, 8x8 digits, wine or breast_cancer."),
     arch: Optional[List[str]] = typer.Option(CLI_DEFAULTS["metanca"]["arch"], help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr applies from the resume iteration on and is recorded."),
@@ -333,6 +336,58 @@ def study_architectures(
     _echo_sweep(res, json_out)
 
 
+@study_app.command("datasets")
+def study_datasets(
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
+    datasets: str = typer.Option("digits,wine,breast_cancer,iris", help="Comma-separated scikit-learn datasets: digits, wine, breast_cancer, iris."),
+    hidden: str = typer.Option("30,20", help="Hidden widths of every task network; inputs and outputs are each dataset's own."),
+    samples: int = typer.Option(10, help="Networks grown per dataset and rule."),
+    steps: int = typer.Option(30, help="Rule updates per grown network."),
+    finetune_iters: int = typer.Option(500, min=0, help="Meta-fine-tune iterations on each dataset from the rule (0: zero-shot only)."),
+    lr: float = typer.Option(1e-3, help="Learning rate of the meta-fine-tune."),
+    adam_epochs: str = typer.Option("1,100", help="Comma-separated epoch counts of the Adam baselines (1: as in the heatmap)."),
+    out: Path = typer.Option(Path("runs/datasets"), help="Folder: the fine-tuned rules (OUT/DATASET) and datasets.json."),
+    png: Optional[Path] = typer.Option(None, help="Figure: accuracy per dataset and method."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Beyond MNIST: the rule grows networks for scikit-learn's datasets, against Adam and logistic regression."""
+    from localrules.studies.dataset_transfer import SKLEARN_DATASETS, dataset_row
+    from localrules.tasks import metanca as mn
+
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
+    if not checkpoint.is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    names = [d for d in datasets.split(",") if d]
+    bad = [d for d in names if d not in SKLEARN_DATASETS]
+    if bad or not names:
+        raise typer.BadParameter(f"must be among {list(SKLEARN_DATASETS)}, got {datasets!r}", param_hint="--datasets")
+    try:
+        epochs = [float(e) for e in adam_epochs.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"must be comma-separated numbers, got {adam_epochs!r}", param_hint="--adam-epochs") from None
+    dev = setup(device, threads)
+    rows = []
+    for name in names:
+        rows.append(dataset_row(checkpoint, name, tuple(_ints(hidden, "--hidden")), samples, steps, finetune_iters,
+                                epochs, out, lr, seed, dev))
+        r = rows[-1]
+        ft = f", fine-tuned {r['finetuned']:.4f}" if "finetuned" in r else ""
+        adam = ", ".join(f"Adam {k} ep {v:.4f}" for k, v in r["adam"].items())
+        typer.echo(f"{name} {r['arch']}: grown {r['grown']:.4f}{ft}; {adam}; logistic regression "
+                   f"{r['logistic_regression']:.4f} (chance {r['chance']:.2f})")
+        res = {"checkpoint": str(checkpoint), "samples": samples, "steps": steps, "finetune_iters": finetune_iters,
+               "lr": lr, "seed": seed, "rows": rows}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "datasets.json").write_text(json.dumps(res, indent=1))
+    if png:
+        from localrules.viz.plots import plot_datasets
+
+        plot_datasets(res, png)
+    typer.echo(f"{out / 'datasets.json'}")
+
+
 @study_app.command("zeroout")
 def study_zeroout(
     checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
@@ -395,6 +450,7 @@ def study_stability(
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
     checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10)."),
     hidden_clip: Optional[float] = typer.Option(None, min=0.0, help="With --checkpoint: bound the rule's hidden states to [-CLIP, CLIP] after every update instead of the rule's own bound (0: unbounded), e.g. to measure a rule trained without one."),
+    png: Optional[Path] = typer.Option(None, help="Figure: test accuracy (with --checkpoint) or both rules' training loss over updates."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -424,6 +480,10 @@ def study_stability(
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
         (out / "accuracy_stability.json").write_text(json.dumps(res, indent=1))
+        if png:
+            from localrules.viz.plots import plot_stability
+
+            plot_stability(res, png)
         typer.echo(f"{list(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
                    f"updates, {res['updates_within_band']} updates after it within 0.02, "
                    f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
@@ -440,6 +500,10 @@ def study_stability(
         found = {names[j[1]]: stability_row(j) for j in jobs}
     rows = {name: {k: v for k, v in found[name].items() if k != "pool"} for name in names.values()}
     (out / "stability.json").write_text(json.dumps(rows, indent=1))
+    if png:
+        from localrules.viz.plots import plot_stability
+
+        plot_stability(rows, png)
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
                    f"{r['updates_within_10pct']} updates within 10 % of it")

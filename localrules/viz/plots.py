@@ -123,6 +123,53 @@ def plot_architectures(results: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def plot_datasets(results: dict, path: str | Path) -> Path:
+    """``study datasets``: test accuracy per dataset: grown (zero-shot), grown after the
+    meta-fine-tune, Adam per epoch count, logistic regression; chance marked."""
+    import numpy as np
+
+    rows = results["rows"]
+    bars = [("grown", "grown (MNIST rule)")]
+    if all("finetuned" in r for r in rows):
+        bars.append(("finetuned", f"grown, fine-tuned {results['finetune_iters']} it."))
+    bars += [(("adam", k), f"Adam {k} epoch(s)") for k in rows[0]["adam"]]
+    bars.append(("logistic_regression", "logistic regression"))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(rows), 3.8))
+    x = np.arange(len(rows))
+    w = 0.8 / len(bars)
+    for k, (key, label) in enumerate(bars):
+        vals = [r[key[0]][key[1]] if isinstance(key, tuple) else r[key] for r in rows]
+        ax.bar(x + (k - (len(bars) - 1) / 2) * w, vals, w, label=label)
+    for i, r in enumerate(rows):
+        ax.hlines(r["chance"], i - 0.45, i + 0.45, color="grey", ls=":", lw=1)
+    ax.set(xticks=x, xticklabels=[f"{r['dataset']}\n{r['arch']}" for r in rows], ylim=(0, 1.05),
+           ylabel="test accuracy", title="Beyond MNIST (dotted: chance)")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def plot_stability(results: dict, path: str | Path) -> Path:
+    """``study stability``: the measured rule's test accuracy over updates (best and the 0.02 band
+    marked), or both rules' training loss over updates (with / without sample pooling)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if "accuracy_curve" in results:
+        acc = results["accuracy_curve"]
+        ax.plot(_steps(acc), acc)
+        ax.axhline(results["best_accuracy"] - 0.02, color="grey", ls=":", label="best - 0.02")
+        ax.axvline(results["updates_to_best"], color="red", ls=":", lw=1, label="best")
+        ax.set(ylabel="mean test accuracy", ylim=(0, 1), title=f"Stability: {results['arch']}")
+    else:
+        for name, row in results.items():
+            ax.plot(_steps(row["loss_curve"]), row["loss_curve"], label=name.replace("_", " "))
+        ax.set(ylabel="mean training loss", yscale="log", title="Stability with / without sample pooling")
+    ax.set(xlabel="rule update")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def plot_zeroout(results: dict, path: str | Path) -> Path:
     """MetaNCA Figure 3: mean test accuracy over rule updates, zero-out marked."""
     acc = results["accuracy"]
