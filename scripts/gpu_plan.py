@@ -33,75 +33,65 @@ BENCHES: the systems `localrules bench` measures before the trainings (a bench w
 agreed in an earlier slot is not repeated).
 """
 
-# the restorers: the pool recipe as a fine-tune of the shipped models (on the CPU, 3,000 pool
-# batches from the shipped plain hybrid beat 6,000 from scratch by 2 dB at 70 % masks). The
-# lattice models draw 8-56 CA steps per batch, so that the restored digit holds for 5x the 10
-# steps they are run for (the hybrid on the CPU: 8-16 lost 0.73 dB at 5x; after 2,000 batches on
-# 8-32 and 1,000 on 8-56, 0.27). The CNN auto-encoder is not trained here: it has the most batches
-# (32,000 against the hybrid's 25,000), and issue 18 compares the restorers at equal batch counts.
-RESTORE_WHY = ("the pool recipe as a fine-tune of the shipped model, 20,000 batches on 8-56 CA steps "
-               "(5x the 10 steps it is run for); the CNN auto-encoder, ahead in batches, is not trained")
+# issue 39: the restorers compared at equal batches, from scratch, on the same pool recipe: the
+# hybrid with the mask as a per-cell channel and the visible pixels kept (on the CPU at 300 batches
+# +2.40 dB over the plain hybrid at 70 % masks, still 2.06 dB under the CNN auto-encoder and 4.09
+# under the U-Net), the U-Net of the hybrid's size and the CNN auto-encoder. The same batch count
+# for all three (4,000 fits a slot shared four ways); each continues from its state next slot.
+EQUAL_WHY = ("issue 39's equal-batch comparison from scratch (docs/restore.md, strong baselines): "
+             "every restorer the same 4,000 pool batches, continued from its state in the next slot")
+
+RESTORE_SIZE = {"full": ["--iterations", "4000"], "smoke": ["--iterations", "2"]}
 
 STAGES = [
     {
-        "name": "metanca",
+        "name": "metanca-depth",
         "archive": "1-setup-metanca",
         "share": 0.40,
-        "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10,10", "--arch", "784,50,30,10",
-                 "--arch", "784,100,100,10", "--arch-range", "10,100", "--hidden-clip", "2.5", "--lr", "2e-4",
-                 "--data-conditioned", "--steps-min", "4", "--steps-max", "8", "--zero-out-prob", "0.2",
-                 "{size}"],
+        "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10", "--arch", "784,10,10,10",
+                 "--arch", "784,10,10,10,10", "--arch", "784,10,10,10,10,10", "--arch-range", "5,300",
+                 "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
+                 "--steps-min", "4", "--steps-max", "8", "--zero-out-prob", "0.2", "{size}"],
         "size": {"full": ["--iterations", "100000", "--samples", "8"],
                  "smoke": ["--iterations", "2", "--samples", "2", "--pool-size", "2"]},
         "keep_state": False,
         "continue": "rule",
-        "rule_if": {"data_conditioned": True},
-        "rule_default": "{root}/localrules/pretrained/metanca-mnist-dc.safetensors",
-        "why": "the data-conditioned MetaNCA MNIST rule, from the last slot's rule if data-conditioned "
-               "(an older data-free rule would restart it from the data-free recipe), else the shipped "
-               "metanca-mnist-dc. Its state (a pool of grown networks, hundreds of MB on MNIST) never "
-               "travels. Share from the first slot (H200): MetaNCA gains most per second (0.036 s per "
-               "iteration, 47x the CPU)",
+        "rule_if": {"layer_code": "role"},
+        "rule_default": "{root}/resume/metanca-depth/model.safetensors",
+        "why": "issue 38's depth curriculum (1-4 hidden layers, widths 5-300, the role layer code) from "
+               "the CPU run's rule (resume/metanca-depth: 404 iterations lifted depths 1, 3, 4 from "
+               "0.12-0.14 to 0.45-0.70 but cost depth 2 0.79 -> 0.70); MetaNCA gains most per second "
+               "on a GPU (0.036 s per iteration, 47x the CPU). Its pools never travel",
     },
     {
-        "name": "hybrid",
+        "name": "hybrid-mk",
         "archive": "2-hybrid",
         "share": 0.25,
-        "args": ["run", "restore", "--model", "hybrid", "--init-model",
-                 "{root}/localrules/pretrained/restore/hybrid/model.safetensors", "--lr", "3e-4", "{size}",
-                 "--steps-max", "56"],
-        "size": {"full": ["--iterations", "20000"], "smoke": ["--iterations", "2"]},
+        "args": ["run", "restore", "--model", "hybrid", "--mask-channel", "--keep-visible", "{size}"],
+        "size": RESTORE_SIZE,
         "keep_state": True,
         "continue": "state",
-        "why": RESTORE_WHY + ". Share: the hybrid trains at 0.038 s per batch on the H200 (8-16 steps; "
-               "0.11-0.12 on 8-56)",
+        "why": EQUAL_WHY + " (the hybrid with --mask-channel --keep-visible)",
     },
     {
-        "name": "ca",
-        "archive": "4-ca-selfclassify",
-        "share": 0.15,
-        "args": ["run", "restore", "--model", "ca", "--init-model",
-                 "{root}/localrules/pretrained/restore/ca/model.safetensors", "--lr", "3e-4", "{size}",
-                 "--steps-max", "56"],
-        "size": {"full": ["--iterations", "20000"], "smoke": ["--iterations", "2"]},
-        "keep_state": True,
-        "continue": "state",
-        "why": RESTORE_WHY + " (the CA alone)",
-    },
-    {
-        "name": "selfclassify",
-        "archive": "4-ca-selfclassify",
+        "name": "unet",
+        "archive": "3-baselines",
         "share": 0.20,
-        "args": ["run", "mnist-selfclassify", "--loss", "l2", "--noise", "0.02", "--augment", "--init-model",
-                 "{root}/localrules/pretrained/mnist-selfclassify-robust.safetensors", "--lr", "1e-4",
-                 "--milestones", "20000", "{size}"],
-        "size": {"full": ["--iterations", "30000"],
-                 "smoke": ["--iterations", "2", "--batch-size", "4", "--pool-size", "8", "--steps", "2"]},
+        "args": ["run", "restore", "--model", "unet", "{size}"],
+        "size": RESTORE_SIZE,
         "keep_state": True,
         "continue": "state",
-        "why": "the robust self-classifier goes on from the shipped robust model (the paper's model "
-               "fine-tuned 42,000 iterations with --augment): L2 + residual noise, lr 1e-4, 30,000 "
-               "iterations, lr 1e-5 from 20,000; from scratch, one slot's minute reached 0.12",
+        "why": EQUAL_WHY + " (the U-Net, 1,326,133 parameters, mask as an input channel)",
+    },
+    {
+        "name": "cnn-ae",
+        "archive": "3-baselines",
+        "share": 0.15,
+        "args": ["run", "restore", "--model", "cnn-ae", "{size}"],
+        "size": RESTORE_SIZE,
+        "keep_state": True,
+        "continue": "state",
+        "why": EQUAL_WHY + " (the CNN auto-encoder)",
     },
 ]
 
@@ -130,7 +120,7 @@ STUDIES = [
 ARCHIVES = {
     "1-setup-metanca": {"files": 1, "why": "setup, studies and MetaNCA's rule: small (its state never travels)"},
     "2-hybrid": {"files": 3, "why": "the hybrid's train_state.pt, for an exact resume"},
-    "4-ca-selfclassify": {"files": 1, "why": "a group larger than its files travels without its train_state.pt"},
+    "3-baselines": {"files": 3, "why": "the U-Net's and the CNN auto-encoder's states, for an exact resume"},
 }
 SETUP_ARCHIVE = "1-setup-metanca"
 

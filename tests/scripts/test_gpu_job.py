@@ -69,14 +69,14 @@ def _toy(**changes) -> SimpleNamespace:
 def test_split_into_parts_and_unpacked_exactly(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
-    _run(work / "hybrid", 2.5)  # 3 parts of 1 MiB: the hybrid group may take 3 files
+    _run(work / "hybrid-mk", 2.5)  # 3 parts of 1 MiB: the hybrid group may take 3 files
     job.pack(plan, "2-hybrid", work, out, print)
     parts = sorted(out.iterdir())
     assert [p.name for p in parts] == [f"2-hybrid.tar.gz.part{i}" for i in range(3)]
     assert all(p.stat().st_size <= job.PART for p in parts)
     job.unpack(out, tmp_path / "back")
-    back = tmp_path / "back" / "hybrid"
-    assert (back / "train_state.pt").read_bytes() == (work / "hybrid" / "train_state.pt").read_bytes()
+    back = tmp_path / "back" / "hybrid-mk"
+    assert (back / "train_state.pt").read_bytes() == (work / "hybrid-mk" / "train_state.pt").read_bytes()
     assert (back / "model.json").read_text() == '{"iteration": 3}'
     assert not (back / "tensorboard").exists()
 
@@ -84,22 +84,22 @@ def test_split_into_parts_and_unpacked_exactly(job, plan, tmp_path):
 def test_too_large_a_group_travels_without_its_state(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
-    _run(work / "ca", 1.5)  # the ca + selfclassify group may take one file
-    job.pack(plan, "4-ca-selfclassify", work, out, print)
-    job.pack(plan, "4-ca-selfclassify", work, out, print)  # rewritten after the next stage: still one file
-    assert [p.name for p in out.iterdir()] == ["4-ca-selfclassify.tar.gz"]
+    _run(work / "unet", 3.5)  # the unet + cnn-ae group may take 3 files of 1 MiB
+    job.pack(plan, "3-baselines", work, out, print)
+    job.pack(plan, "3-baselines", work, out, print)  # rewritten after the next stage: still one file
+    assert [p.name for p in out.iterdir()] == ["3-baselines.tar.gz"]
     job.unpack(out, tmp_path / "back")
-    assert (tmp_path / "back" / "ca" / "model.json").is_file()
-    assert not (tmp_path / "back" / "ca" / "train_state.pt").exists()
+    assert (tmp_path / "back" / "unet" / "model.json").is_file()
+    assert not (tmp_path / "back" / "unet" / "train_state.pt").exists()
 
 
 def test_a_stage_that_keeps_no_state_never_packs_it(job, plan, tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
-    _run(work / "metanca", 0.01)
+    _run(work / "metanca-depth", 0.01)
     job.pack(plan, "1-setup-metanca", work, out, print)
     job.unpack(out, tmp_path / "back")
-    assert sorted(p.name for p in (tmp_path / "back" / "metanca").iterdir()) == ["model.json"]
+    assert sorted(p.name for p in (tmp_path / "back" / "metanca-depth").iterdir()) == ["model.json"]
 
 
 def test_unpack_finds_the_archives_by_name(job, tmp_path):
@@ -121,37 +121,36 @@ def _started(folder: Path, command: str) -> None:
 
 def test_carry_keeps_what_resuming_needs(job, plan_module, tmp_path):
     work = tmp_path / "work"
-    _run(work / "hybrid", 0.1)
-    _started(work / "hybrid", "localrules run restore --model hybrid --init-model shipped.safetensors")
-    (work / "hybrid" / "model.safetensors").write_bytes(b"w")
-    _run(work / "cnn-ae", 0.1)  # a run of the earlier from-scratch recipe: not carried
-    _started(work / "cnn-ae", "localrules run restore --model cnn-ae --iterations 40000")
-    _run(work / "metanca", 0.1)
-    (work / "metanca" / "model.safetensors").write_bytes(b"rule")
-    (work / "ca").mkdir()  # a run without a state: starts afresh next time
-    (work / "ca" / "model.json").write_text("{}")
+    _run(work / "hybrid-mk", 0.1)
+    _started(work / "hybrid-mk", "localrules run restore --model hybrid --mask-channel --keep-visible")
+    (work / "hybrid-mk" / "model.safetensors").write_bytes(b"w")  # the state holds the weights
+    _run(work / "hybrid", 0.1)  # a run of an earlier slot's plan: not a stage of this one, not carried
+    _run(work / "metanca-depth", 0.1)
+    (work / "metanca-depth" / "model.safetensors").write_bytes(b"rule")
+    (work / "unet").mkdir()  # a run without a state: starts afresh next time
+    (work / "unet" / "model.json").write_text("{}")
     (work / "setup").mkdir()
     (work / "setup" / "bench-metanca.json").write_text("{}")
     (work / "studies").mkdir()
     (work / "studies" / "heatmap-metanca-mnist.json").write_text("{}")
     job.carry(job.build_plan(plan_module, smoke=False), work, tmp_path / "carry")
     files = sorted(str(f.relative_to(tmp_path / "carry")) for f in (tmp_path / "carry").rglob("*") if f.is_file())
-    assert files == ["hybrid/model.json", "hybrid/train_state.pt", "metanca/model.json", "metanca/model.safetensors",
-                     "setup/bench-metanca.json", "studies/heatmap-metanca-mnist.json"]
+    assert files == ["hybrid-mk/model.json", "hybrid-mk/train_state.pt", "metanca-depth/model.json",
+                     "metanca-depth/model.safetensors", "setup/bench-metanca.json", "studies/heatmap-metanca-mnist.json"]
 
 
 def test_the_script_unpacks_and_carries_on_its_own(job, plan, tmp_path):
     """`scripts/gpu-job --unpack` / `--carry` (standard library only: no project import)."""
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
-    _run(work / "hybrid", 0.01)
-    _started(work / "hybrid", "localrules run restore --model hybrid --init-model x")
+    _run(work / "hybrid-mk", 0.01)
+    _started(work / "hybrid-mk", "localrules run restore --model hybrid --mask-channel")
     job.pack(plan, "2-hybrid", work, out, print)
     script = [sys.executable, str(SCRIPTS / "gpu-job")]
     subprocess.run([*script, "--unpack", str(out), "--work", str(tmp_path / "back")], check=True, cwd=tmp_path)
     subprocess.run([*script, "--carry", str(tmp_path / "carry"), "--work", str(tmp_path / "back")], check=True,
                    cwd=tmp_path)
-    assert (tmp_path / "carry" / "hybrid" / "train_state.pt").read_bytes() == (work / "hybrid" / "train_state.pt").read_bytes()
+    assert (tmp_path / "carry" / "hybrid-mk" / "train_state.pt").read_bytes() == (work / "hybrid-mk" / "train_state.pt").read_bytes()
 
 
 # ---- the runner: commands and stages ----------------------------------------------------------
@@ -192,9 +191,9 @@ def test_sequential_stages_take_their_renormalised_shares(job, plan, tmp_path, m
     monkeypatch.setattr(job, "run_study", lambda *a, **kw: ran.append(("study", a[0])))
     monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
     job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {}, sequential=True)
-    assert ran == [("metanca", 0.4), ("hybrid", round(0.25 / 0.6, 6)), ("ca", round(0.15 / 0.35, 6)),
-                   ("selfclassify", 1.0)]  # no studies with --sequential
-    assert packed == ["1-setup-metanca", "2-hybrid", "4-ca-selfclassify", "4-ca-selfclassify"]
+    assert ran == [("metanca-depth", 0.4), ("hybrid-mk", round(0.25 / 0.6, 6)), ("unet", round(0.20 / 0.35, 6)),
+                   ("cnn-ae", 1.0)]  # no studies with --sequential
+    assert packed == ["1-setup-metanca", "2-hybrid", "3-baselines", "3-baselines"]
 
 
 def test_all_at_once_every_stage_gets_all_the_time_beside_the_studies(job, plan, tmp_path, monkeypatch):
@@ -210,49 +209,51 @@ def test_all_at_once_every_stage_gets_all_the_time_beside_the_studies(job, plan,
 
 
 def test_rule_stage_continues_only_a_matching_rule(job, plan, tmp_path, monkeypatch):
-    """The MetaNCA stage meta-trains the data-conditioned rule: it continues the last slot's rule
-    only when that rule is data-conditioned, else it starts from the shipped metanca-mnist-dc."""
-    shipped = job.ROOT / "localrules" / "pretrained" / "metanca-mnist-dc.safetensors"
-    stage = next(s for s in plan.stages if s.name == "metanca")
-    assert stage.resume == "rule" and Path(stage.rule_default) == shipped and shipped.is_file()
-    for conditioned in (True, False):
-        work = tmp_path / str(conditioned)
-        (work / "metanca").mkdir(parents=True)
-        (work / "metanca" / "model.safetensors").write_bytes(b"rule")
-        (work / "metanca" / "model.json").write_text(f'{{"task": {{"data_conditioned": {str(conditioned).lower()}}}}}')
+    """The MetaNCA stage meta-trains the depth curriculum's rule (role layer code): it continues the
+    last slot's rule only when that rule reads the role code, else it starts from the CPU run's rule
+    in resume/metanca-depth. Catches: a stage that starts a role-code curriculum from an index-code rule."""
+    start_rule = job.ROOT / "resume" / "metanca-depth" / "model.safetensors"
+    stage = next(s for s in plan.stages if s.name == "metanca-depth")
+    assert stage.resume == "rule" and Path(stage.rule_default) == start_rule and start_rule.is_file()
+    for code in ("role", "index"):
+        work = tmp_path / code
+        (work / "metanca-depth").mkdir(parents=True)
+        (work / "metanca-depth" / "model.safetensors").write_bytes(b"rule")
+        (work / "metanca-depth" / "model.json").write_text(f'{{"task": {{"layer_code": "{code}"}}}}')
         calls = []
         monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
         job.train_stage(stage, work, tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
         start = calls[0][calls[0].index("--init-rule") + 1]
-        assert start == str(work / "metanca.prev" / "model.safetensors" if conditioned else shipped)
+        assert start == str(work / "metanca-depth.prev" / "model.safetensors" if code == "role" else start_rule)
         assert "--resume" not in calls[0]
 
 
-def test_restorers_resume_only_a_fine_tune_of_the_shipped_model(job, plan, tmp_path, monkeypatch):
-    """The restore stages fine-tune the shipped models with the pool recipe: an earlier slot's
-    fine-tune resumes; a from-scratch run of the earlier recipe is set aside and the stage starts
-    from the shipped model."""
-    stage = next(s for s in plan.stages if s.name == "hybrid")
-    shipped = job.ROOT / "localrules" / "pretrained" / "restore" / "hybrid" / "model.safetensors"
-    assert stage.args[stage.args.index("--init-model") + 1] == str(shipped) and shipped.is_file()
-    for fine_tune in (True, False):
-        work = tmp_path / str(fine_tune)
-        _run(work / "hybrid", 0.01)
-        _started(work / "hybrid", "localrules run restore " + ("--init-model x" if fine_tune else "--iterations 40000"))
+def test_from_scratch_restorers_resume_an_earlier_slots_run(job, plan, tmp_path, monkeypatch):
+    """The equal-batch restorers train from scratch: an earlier slot's run with a state resumes
+    (same batches, pool and optimizer); a folder without a state is set aside and starts afresh."""
+    stage = next(s for s in plan.stages if s.name == "hybrid-mk")
+    assert "--init-model" not in stage.args and {"--mask-channel", "--keep-visible"} <= set(stage.args)
+    for has_state in (True, False):
+        work = tmp_path / str(has_state)
+        if has_state:
+            _run(work / "hybrid-mk", 0.01)
+        else:
+            (work / "hybrid-mk").mkdir(parents=True)
+        _started(work / "hybrid-mk", "localrules run restore --model hybrid --mask-channel --keep-visible")
         calls = []
         monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
         job.train_stage(stage, work, tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
-        assert ("--resume" in calls[0]) == fine_tune
-        assert (work / "hybrid.prev").is_dir() == (not fine_tune)
+        assert ("--resume" in calls[0]) == has_state
+        assert (work / "hybrid-mk.prev").is_dir() == (not has_state)
         assert "--init-rule" not in calls[0]
 
 
 def test_a_stage_without_time_is_skipped_and_left_in_place(job, plan, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append(cmd) or 0)
-    (tmp_path / "metanca").mkdir()
+    (tmp_path / "metanca-depth").mkdir()
     job.train_stage(plan.stages[0], tmp_path, tmp_path, "cpu", time.monotonic() + 30, 1.0, print, {})
-    assert calls == [] and (tmp_path / "metanca").is_dir() and not (tmp_path / "metanca.prev").exists()
+    assert calls == [] and (tmp_path / "metanca-depth").is_dir() and not (tmp_path / "metanca-depth.prev").exists()
 
 
 # ---- reading a plan: groups derived, checks ---------------------------------------------------
@@ -307,7 +308,7 @@ def test_another_plan_file_runs_through_the_same_runner(job, tmp_path):
 def test_the_plan_fits_the_returned_file_limit(plan):
     assert sum(most for _, most in plan.archives.values()) + 1 <= 8  # + the log
     assert {n for names, _ in plan.archives.values() for n in names} == {s.name for s in plan.stages} | {"setup", "studies"}
-    assert [s.name for s in plan.stages] == ["metanca", "hybrid", "ca", "selfclassify"]
+    assert [s.name for s in plan.stages] == ["metanca-depth", "hybrid-mk", "unet", "cnn-ae"]
     assert abs(sum(s.share for s in plan.stages) - 1) < 1e-9
 
 
@@ -338,10 +339,14 @@ def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job, plan_m
         assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
 
 
-def test_lattice_restorers_train_on_long_runs(plan):
-    """The hybrid and the CA alone draw up to 56 CA steps per batch (5x+ their 10 evaluation
-    steps); the CNN auto-encoder, ahead in batches, is not trained by the job."""
-    args = {s.name: s.args for s in plan.stages}
-    for name in ("hybrid", "ca"):
-        assert args[name][args[name].index("--steps-max") + 1] == "56"
-    assert "cnn-ae" not in args
+def test_restorers_compare_at_equal_batches(plan):
+    """Issue 39's comparison: every restorer stage trains from scratch on the same number of pool
+    batches with the same recipe; only the model and its flags differ. Catches: a stage with a
+    different batch count, learning rate or CA-steps range, or one started from a checkpoint."""
+    restorers = [s.args for s in plan.stages if s.args[:2] == ["run", "restore"]]
+    assert len(restorers) == 3
+    models = sorted(a[a.index("--model") + 1] for a in restorers)
+    assert models == ["cnn-ae", "hybrid", "unet"]
+    for a in restorers:
+        assert a[a.index("--iterations") + 1] == restorers[0][restorers[0].index("--iterations") + 1]
+        assert not {"--init-model", "--lr", "--steps-min", "--steps-max"} & set(a)
