@@ -27,7 +27,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(quiet: bool = typer.Option(False, "--quiet", help="No progress bars (also LOCALRULES_QUIET=1); they are off anyway when stderr is not a terminal.")):
+def main(quiet: bool = typer.Option(False, "--quiet", help="No progress output (also LOCALRULES_QUIET=1). On a terminal it is a bar; in a pipe, one plain line per 10 % or 30 s.")):
     # the group's help text is the Typer(help=...) above
     if quiet:
         os.environ["LOCALRULES_QUIET"] = "1"  # worker processes inherit it

@@ -1,6 +1,7 @@
 """Progress for long work, on stderr, unless ``localrules --quiet`` or LOCALRULES_QUIET=1.
 
-On a terminal: a tqdm bar. Off a terminal (a pipe, ``make``, CI, a notebook cell): plain lines,
+On a terminal (stderr and stdout both one): a tqdm bar. Otherwise (a pipe such as
+``localrules eval ... | cat``, ``make``, CI, a notebook cell): plain lines,
 ``desc: n/total unit (p %), t s``, one each time another 10 % is done or 30 s have passed since
 the last line, whichever comes first; never a bar's control characters. A transient bar
 (``leave=False``, e.g. the inner loops of an outer bar) prints only the 30 s lines off a terminal.
@@ -23,9 +24,14 @@ def quiet() -> bool:
     return os.environ.get(QUIET_ENV, "") not in ("", "0")
 
 
+def terminal() -> bool:
+    """Whether stderr and stdout are both a terminal (so a bar's redraws stay out of a pipe)."""
+    return sys.stderr.isatty() and sys.stdout.isatty()
+
+
 def shown() -> bool:
-    """Whether the bar is drawn (stderr is a terminal and not quiet)."""
-    return not quiet() and sys.stderr.isatty()
+    """Whether the bar is drawn (on a terminal and not quiet)."""
+    return not quiet() and terminal()
 
 
 class Lines:
@@ -97,6 +103,6 @@ def bar(iterable=None, **kwargs):
     """``tqdm(iterable, **kwargs)`` on a terminal, :class:`Lines` off one; ``disable=True`` in
     kwargs, --quiet or LOCALRULES_QUIET=1 turn either off."""
     disable = kwargs.pop("disable", False) or quiet()
-    if sys.stderr.isatty():
+    if terminal():
         return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
     return Lines(iterable, disable=disable, **kwargs)

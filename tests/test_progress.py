@@ -22,12 +22,16 @@ class _Tty(io.StringIO):
 def test_bars_follow_the_terminal_and_quiet(monkeypatch):
     monkeypatch.delenv(progress.QUIET_ENV, raising=False)
     monkeypatch.setattr("sys.stderr", _Tty())
+    monkeypatch.setattr("sys.stdout", _Tty())
     assert progress.shown() and isinstance(progress.bar(range(3)), tqdm) and not progress.bar(range(3)).disable
     assert progress.bar(range(3), disable=True).disable  # a caller's own switch still works
     monkeypatch.setenv(progress.QUIET_ENV, "1")
     assert not progress.shown() and progress.bar(range(3)).disable
     monkeypatch.setattr("sys.stderr", io.StringIO())  # a pipe or a file
     monkeypatch.delenv(progress.QUIET_ENV)
+    assert not progress.shown() and isinstance(progress.bar(range(3)), progress.Lines)
+    monkeypatch.setattr("sys.stderr", _Tty())
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # `localrules ... | cat`: lines, not a bar
     assert not progress.shown() and isinstance(progress.bar(range(3)), progress.Lines)
 
 
