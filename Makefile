@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    create .venv, install, evaluate the shipped self-classifying model (plots + GIF in runs/pretrained)
-#   make test   create .venv, install, run the test suite
-#   make docs   the API reference (runs/site/index.html)
+#   make run    create .venv, install torch and the package (no extras), evaluate the shipped
+#               self-classifying model (plots + GIF in runs/pretrained)
+#   make test   also install the test extras (pytest, Playwright, TensorBoard, Ray), run the test suite
+#   make docs   also install the docs extra: the API reference (runs/site/index.html)
 # CUDA users: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,21 +11,32 @@ BIN     = $(VENV)/bin
 
 .PHONY: run test docs wheel-check clean
 
+# the main job: torch and the package with its own dependencies, nothing optional
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,tensorboard,docs,distributed]'  # distributed: Ray, for the --ray tests
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# the test suite's extras: browser = Playwright (the playground's browser tests, which also need
+# Debian's chromium), tensorboard (--tensorboard), distributed = Ray (the --ray tests)
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,browser,tensorboard,distributed]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[docs]'
 	touch $@
 
 run: $(VENV)/.installed
 	$(BIN)/localrules run mnist-selfclassify --pretrained --out runs/pretrained
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -rs
 
 # The API reference from the docstrings (mkdocs + mkdocstrings), into runs/site/
-docs: $(VENV)/.installed
+docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict
 
 # Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
