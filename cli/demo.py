@@ -72,8 +72,9 @@ def demo(
                                     help="Which system to play with: mnist-selfclassify or restore."),
     checkpoint: Optional[Path] = typer.Option(
         None, help="mnist-selfclassify: a model.safetensors (default: the shipped robust model, fine-tuned on scaled, "
-        "shifted, rotated, thinner and thicker digits, as drawn ones are; the paper's model is "
-        "localrules/pretrained/mnist-selfclassify-l2noise.safetensors). "
+        "shifted, rotated, thinner and thicker digits, as drawn ones are: "
+        "mnist-selfclassify-robust in localrules/pretrained; the paper's model is "
+        "mnist-selfclassify-l2noise in the same folder). "
         "restore: a folder holding hybrid/model.safetensors (default: the shipped models; yours are in runs/restore)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network (no authentication: a warning is printed)."),

@@ -16,6 +16,7 @@ import typer
 from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (register the commands)
 from .bench import bench
 from .common import eval_app, run_app, study_app
+from .helpstyle import VerbOrder, tidy
 from .ranges import apply_ranges
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     "and still reach a global result.",
     no_args_is_help=True,
     add_completion=False,
+    cls=VerbOrder,
 )
 
 
@@ -40,6 +42,7 @@ app.add_typer(study_app, name="study")
 app.command("demo")(demo.demo)
 app.command("bench")(bench)
 apply_ranges(app)
+tidy(app)
 
 
 def cli(argv: list[str] | None = None) -> None:

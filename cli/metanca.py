@@ -304,7 +304,7 @@ def study_stability(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     ray: Optional[str] = typer.Option(None, help=RAY_HELP),
 ):
-    """Table 1: meta-train with and without sample pooling, then count stable updates."""
+    """Table 1 of the MetaNCA abstract (Barot, "Meta-Neural Cellular Automata"): meta-train with and without sample pooling, then count stable updates."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import stability_row
     from localrules.tasks import metanca as mn

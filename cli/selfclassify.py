@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from .helpstyle import panels
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup)
 from .options import MS, TRAIN, ints, option
@@ -101,6 +102,14 @@ def run_selfclassify(
                  command=command_line(), overwrite=overwrite)
     if last:
         typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+
+
+panels(run_selfclassify, {
+    "Run": "pretrained n out resume overwrite init_model",
+    "Model": "loss noise perception engine augment",
+    "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
+    "Machine": "device threads data_dir tensorboard",
+})
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
