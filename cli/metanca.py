@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from . import summary
+from localrules.viz.labels import adam_label
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
 from .options import CLI_DEFAULTS, MN, TRAIN, ints, option
@@ -113,7 +115,7 @@ def run_metanca(
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:
-        typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+        typer.echo(summary.training(f"a metanca rule on {cfg.dataset}", last, out, "rule"))
 
 
 def _init_from(task, path: Path) -> None:
@@ -229,10 +231,12 @@ def study_heatmap(
         from localrules.viz.plots import plot_heatmap
 
         plot_heatmap(res, png)
-    typer.echo(f"{len(res['cells'])} cells: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
-               f"best {res['best_cell']:.4f}; {json_out}")
+    files = f"results in {json_out}" + (f", figure in {png}" if png else "")
+    typer.echo(f"heatmap of {checkpoint.name} on {cfg.dataset}: [n_in, X, Y, n_out] networks grown "
+               f"({samples} per cell, {steps} updates); test accuracy over {len(res['cells'])} cells: "
+               f"mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, best {res['best_cell']:.4f}; {files}")
     if "median_ratio" in res:
-        typer.echo(f"Adam ({adam_epochs:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
+        typer.echo(f"{adam_label(adam_epochs)}: mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
                    f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
 
 
@@ -282,8 +286,12 @@ def study_zeroout(
         from localrules.viz.plots import plot_zeroout
 
         plot_zeroout(res, png)
-    typer.echo(f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
-               f"best after {res['accuracy_best_after']:.4f}, at the end {res['accuracy_recovered']:.4f}; {json_out}")
+    files = f"results in {json_out}" + (f", figure in {png}" if png else "")
+    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {list(sizes)} ({samples} networks): "
+               f"one layer and {frac:.0%} of the other weights zeroed after {steps_before} updates; test accuracy "
+               f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
+               f"best after {res['accuracy_best_after']:.4f}, after {steps_after} more updates "
+               f"{res['accuracy_recovered']:.4f}; {files}")
 
 
 @study_app.command("stability")

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
 from .options import CLI_DEFAULTS, RS, TRAIN, option
@@ -109,7 +110,7 @@ def run_restore(
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:
-        typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+        typer.echo(summary.training(f"restore/{cfg.model}", last, out, "weights"))
 
 
 def _floats(text: str, name: str) -> list[float]:

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .labels import adam_label  # noqa: E402
+
 
 def _save(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.tight_layout()
@@ -58,8 +60,8 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     ys = sorted({c["y"] for c in cells})
     panels = [("mean_accuracy", "grown networks: mean test accuracy")]
     if all("adam_accuracy" in c for c in cells):
-        epochs = results.get("adam_epochs", "?")
-        panels += [("adam_accuracy", f"Adam ({epochs} epochs): test accuracy"), ("ratio", "grown / Adam")]
+        panels += [("adam_accuracy", f"{adam_label(results.get('adam_epochs'))}: test accuracy"),
+                   ("ratio", "grown / Adam")]
     width, height = max(4.5, 1 + 0.6 * len(xs)), max(3.2, 0.8 + 0.5 * len(ys))  # small grids keep their titles
     fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width, height), squeeze=False)
     for ax, (field, title) in zip(axes[0], panels):
@@ -77,6 +79,8 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
                xlabel="X", ylabel="Y")
         ax.set_title(f"{title}\n[in, X, Y, out]", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.04)
+    if any(c.get("in_training") for c in cells):
+        fig.suptitle("red outline: an architecture the rule was meta-trained on", fontsize=9, color="red")
     return _save(fig, path)
 
 
