@@ -42,7 +42,7 @@ def selfclassify_report(
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        label = f"{cfg.loss}{'+noise' if cfg.noise_std else ''}"
+        label = curve_label(checkpoint, cfg, noise)
         res["plots"] = [str(plot_curves(res, out / "curves.png", label)),
                         str(plot_magnitudes(res, out / "magnitudes.png"))]
         if frames is not None:
@@ -52,6 +52,17 @@ def selfclassify_report(
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1))
     return res
+
+
+def curve_label(checkpoint, cfg, eval_noise: float) -> str:
+    """The legend of a checkpoint's curves: its name, its own training loss and noise, and the
+    evaluation noise when it differs, e.g. ``mnist-selfclassify-ce (ce, noise 0)``."""
+    path = Path(checkpoint)
+    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    text = f"{name} ({cfg.loss}, noise {cfg.noise_std:g}"
+    if eval_noise != cfg.noise_std:
+        text += f"; evaluated with noise {eval_noise:g}"
+    return text + ")"
 
 
 PAPER = {  # Randazzo et al. 2020, table of Experiment 2 (percent -> fractions)

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .labels import adam_label  # noqa: E402
 
 
-def _save(fig, path: str | Path, dpi: int = 120) -> Path:
-    fig.tight_layout()
+def _save(fig, path: str | Path, dpi: int = 120, rect=None) -> Path:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
@@ -24,8 +24,9 @@ def _steps(values):
 
 
 def plot_curves(results: dict, path: str | Path, label: str = "model") -> Path:
-    """Two panels: average cell accuracy and total agreement (percent) over steps."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    """Two panels: average cell accuracy and total agreement (percent) over steps; one legend
+    below both, off the curves."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, title in zip(axes, ("accuracy", "agreement"),
                               ("Average cell accuracy (%)", "Total agreement (%)")):
         ax.plot(_steps(results[key]), [100 * v for v in results[key]], label=label)
@@ -33,8 +34,9 @@ def plot_curves(results: dict, path: str | Path, label: str = "model") -> Path:
             ax.axvline(results["mutate_at"], color="grey", ls=":", lw=1, label="mutation")
         ax.set(title=title, xlabel="step", ylim=(0, 100), xlim=(0, len(results[key])))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    return _save(fig, path)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    return _save(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def plot_magnitudes(results: dict, path: str | Path) -> Path:
