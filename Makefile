@@ -1,15 +1,17 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install torch and the package (no extras), evaluate the shipped
 #               self-classifying model (plots + GIF in runs/pretrained)
-#   make test   also install the test extras (pytest, Playwright, TensorBoard, Ray), run the test suite
-#   make docs   also install the docs extra: the API reference (runs/site/index.html)
+#   make test   also install the test extras (pytest, Playwright, TensorBoard, Ray, ONNX), run the test suite
+#   make docs   also install the docs and export extras: the API reference (runs/site/index.html),
+#               with the static playground
+#   make playground   also install the export extra: the static playground (runs/playground/; needs npm)
 # CUDA users: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 
-.PHONY: run test docs wheel-check clean
+.PHONY: run test docs playground wheel-check clean
 
 # the main job: torch and the package with its own dependencies, nothing optional
 $(VENV)/.installed: pyproject.toml
@@ -20,13 +22,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # the test suite's extras: browser = Playwright (the playground's browser tests, which also need
-# Debian's chromium), tensorboard (--tensorboard), distributed = Ray (the --ray tests)
+# Debian's chromium), tensorboard (--tensorboard), distributed = Ray (the --ray tests), export = ONNX
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[test,browser,tensorboard,distributed]'
+	$(BIN)/pip install -q -e '.[test,browser,tensorboard,distributed,export]'
 	touch $@
 
 $(VENV)/.installed-docs: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/pip install -q -e '.[docs,export]'
+	touch $@
+
+$(VENV)/.installed-export: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[export]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -36,8 +42,14 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -rs
 
 # The API reference from the docstrings (mkdocs + mkdocstrings), into runs/site/
+# with the static playground built into docs/ first (runs/site/static-playground/; needs npm)
 docs: $(VENV)/.installed-docs
+	$(BIN)/python scripts/build-playground --out docs/static-playground
 	$(BIN)/mkdocs build --strict
+
+# The static playground: the shipped models in the browser, no server (python -m http.server -d runs/playground)
+playground: $(VENV)/.installed-export
+	$(BIN)/python scripts/build-playground --out runs/playground
 
 # Build the wheel, install it in a fresh venv and run the CLI from outside the checkout.
 wheel-check: $(VENV)/.installed

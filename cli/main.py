@@ -7,6 +7,7 @@
     localrules study heatmap | zeroout | stability | transfer   MetaNCA studies; restore-damage
     localrules bench mnist-selfclassify | metanca      our engines against dense references
     localrules demo  mnist-selfclassify | restore      the interactive playground in the browser
+    localrules export MODEL --format onnx --out FILE   a model's step as ONNX (the export extra)
 """
 
 import os
@@ -15,6 +16,7 @@ import typer
 
 from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (register the commands)
 from .bench import bench
+from .export import export
 from .common import eval_app, run_app, study_app
 from .helpstyle import VerbOrder, tidy
 from .ranges import apply_ranges
@@ -41,6 +43,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(study_app, name="study")
 app.command("demo")(demo.demo)
 app.command("bench")(bench)
+app.command("export")(export)
 apply_ranges(app)
 tidy(app)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = {"test", "browser", "tensorboard", "docs", "distributed"}
+OPTIONAL = {"test", "browser", "tensorboard", "docs", "distributed", "export"}
 
 
 def _pip_installs(target: str, tmp_path: Path) -> list[str]:
@@ -34,21 +34,22 @@ def test_make_run_installs_no_extra(tmp_path):
 
 
 def test_make_test_and_docs_add_their_extras(tmp_path):
-    assert _extras(_pip_installs("test", tmp_path)) == {"test", "browser", "tensorboard", "distributed"}
-    assert _extras(_pip_installs("docs", tmp_path)) == {"docs"}
+    assert _extras(_pip_installs("test", tmp_path)) == {"test", "browser", "tensorboard", "distributed", "export"}
+    assert _extras(_pip_installs("docs", tmp_path)) == {"docs", "export"}
+    assert _extras(_pip_installs("playground", tmp_path)) == {"export"}
 
 
 def test_the_extras_are_declared_and_the_base_is_lean():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert set(project["optional-dependencies"]) == OPTIONAL
     base = " ".join(project["dependencies"])
-    for heavy in ("pytest", "playwright", "ray", "tensorboard", "mkdocs", "hypothesis"):
+    for heavy in ("pytest", "playwright", "ray", "tensorboard", "mkdocs", "hypothesis", "onnx"):
         assert heavy not in base
 
 
 def test_the_main_job_imports_no_optional_package():
     code = ("import sys, localrules, localrules.cli.main, localrules.api; "
             "from localrules.tasks import mnist_selfclassify; "
-            "print(sorted(m for m in ('ray', 'tensorboard', 'playwright', 'pytest', 'hypothesis', 'mkdocs') if m in sys.modules))")
+            "print(sorted(m for m in ('ray', 'tensorboard', 'playwright', 'pytest', 'hypothesis', 'mkdocs', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout
     assert out.strip() == "[]"
