@@ -126,6 +126,7 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
 
     import torch
 
+    from localrules.progress import bar as progress_bar
     from localrules.studies.restore_eval import evaluate
     from localrules.tasks.restore import PRETRAINED_DIR
 
@@ -133,15 +134,21 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     models, classifier = _load_models(folder, device)
     images, labels = _test_digits(n, data_dir, device)
     t0 = time.perf_counter()
+    bar = progress_bar(total=1 + len(pixel_fracs) + len(region_fracs) + len(step_multiples),
+                       desc="eval restore", unit="condition")  # lines in a pipe: one per condition
     res, restored = evaluate(models, classifier, images, labels, mask_frac, seed)
+    bar.update()
     if pixel_fracs or region_fracs:
         from localrules.studies.restore_eval import evaluate_masks
 
-        res["masks"] = evaluate_masks(models, classifier, images, labels, pixel_fracs, region_fracs, seed)
+        res["masks"] = evaluate_masks(models, classifier, images, labels, pixel_fracs, region_fracs, seed,
+                                      tick=bar.update)
     if step_multiples:
         from localrules.studies.restore_eval import evaluate_steps
 
-        res["steps"] = evaluate_steps(models, classifier, images, labels, step_multiples, mask_frac, seed)
+        res["steps"] = evaluate_steps(models, classifier, images, labels, step_multiples, mask_frac, seed,
+                                      tick=bar.update)
+    bar.close()
     res["seconds"] = time.perf_counter() - t0
     typer.echo(f"{len(images):,} digits, {res['seconds']:.1f} s on {device} ({torch.get_num_threads()} threads)")
     for name, row in res["models"].items():
