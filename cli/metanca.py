@@ -156,7 +156,7 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
         if adam_epochs > 0:
             adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
             rows[-1].update(adam_accuracy=adam, ratio=rows[-1]["mean_accuracy"] / adam)
-            line += f"; Adam ({adam_epochs:g} epochs) {adam:.4f}, grown / Adam {rows[-1]['ratio']:.4f}"
+            line += f"; {adam_label(adam_epochs)} {adam:.4f}, grown / Adam {rows[-1]['ratio']:.4f}"
         typer.echo(line)
     return {"checkpoint": str(checkpoint), "dataset": cfg.dataset, "samples": samples, "steps": steps,
             "seed": seed, "adam_epochs": adam_epochs, "archs": rows}
@@ -354,6 +354,8 @@ def study_stability(
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
                    f"{r['updates_within_10pct']} updates within 10 % of it")
+    typer.echo(f"stability on {dataset.value} {list(sizes)} (Table 1 of the MetaNCA abstract): results in "
+               f"{out / 'stability.json'}, the two rules in {', '.join(str(out / n) for n in names.values())}")
 
 
 @study_app.command("transfer")
@@ -391,4 +393,5 @@ def study_transfer(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=1))
     typer.echo(f"{dataset.value} {list(sizes)}: {res['mean_accuracy']:.4f} +- {res['std']:.4f} "
-               f"(chance {res['chance']:.2f}); rule meta-trained on {cfg.dataset}")
+               f"(chance {res['chance']:.2f}) over {samples} networks grown by {checkpoint.name}, meta-trained on "
+               f"{cfg.dataset}" + (f"; results in {json_out}" if json_out else ""))

@@ -135,7 +135,7 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     images, labels = _test_digits(n, data_dir, device)
     t0 = time.perf_counter()
     bar = progress_bar(total=1 + len(pixel_fracs) + len(region_fracs) + len(step_multiples),
-                       desc="eval restore", unit="condition")  # lines in a pipe: one per condition
+                       desc="eval restore", unit="conditions")  # lines in a pipe: one per condition
     res, restored = evaluate(models, classifier, images, labels, mask_frac, seed)
     bar.update()
     if pixel_fracs or region_fracs:

@@ -269,7 +269,7 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
     # off a terminal: one plain progress line per condition before the table, no control characters
     lines = res.output.splitlines()
     progress = [i for i, ln in enumerate(lines) if ln.startswith("eval restore: ")]
-    assert len(progress) == 9 and "9/9 condition (100 %)" in lines[progress[-1]]
+    assert len(progress) == 9 and "9/9 conditions (100 %)" in lines[progress[-1]]
     assert progress[-1] < next(i for i, ln in enumerate(lines) if ln.startswith("16 digits"))
     assert not any(c in res.output for c in "\r\x1b")
     table = json.loads((tmp_path / "t.json").read_text())
