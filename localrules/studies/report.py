@@ -10,6 +10,7 @@ import torch
 
 from localrules.studies.curves import SUMMARY, selfclassify_curves
 from localrules.tasks import mnist_selfclassify as ms
+from localrules.viz.labels import adam_label
 from localrules.viz.plots import plot_curves, plot_magnitudes
 from localrules.viz.video import label_frames_to_gif
 
@@ -180,7 +181,7 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
               f"from random initialisations for {res['steps']} rule updates; test accuracy on the held-out split.",
               ""]
     if res.get("adam_epochs"):
-        lines += [f"| architecture | mean test accuracy | std | Adam ({res['adam_epochs']:g} epochs) | grown / Adam |",
+        lines += [f"| architecture | mean test accuracy | std | {adam_label(res['adam_epochs'])} | grown / Adam |",
                   "|---|---|---|---|---|"]
         lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} | {r['adam_accuracy']:.4f} | "
                   f"{r['ratio']:.4f} |" for r in res["archs"]]
@@ -194,7 +195,7 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
                   f"**{hm['mean_over_cells']:.4f}**, worst cell **{hm['worst_cell']:.4f}**, best cell "
                   f"{hm['best_cell']:.4f}."]
         if "median_ratio" in hm:
-            lines[-1] += (f" Adam ({hm['adam_epochs']:g} epochs) averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
+            lines[-1] += (f" {adam_label(hm['adam_epochs'])} averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
                           f"has median {hm['median_ratio']:.3f} and worst {hm['worst_ratio']:.3f}.")
     zo = studies.get("zeroout")
     if zo:
