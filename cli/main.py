@@ -4,7 +4,7 @@
     localrules eval  mnist-selfclassify                the paper's evaluation protocol
     localrules run   restore                           train a restoration model (or --pretrained)
     localrules eval  restore                           all restoration models on the same masked digits
-    localrules study heatmap | zeroout | stability | transfer   MetaNCA studies; restore-damage
+    localrules study heatmap | architectures | datasets | zeroout | stability | transfer   MetaNCA; restore-damage
     localrules bench mnist-selfclassify | metanca      our engines against dense references
     localrules demo  mnist-selfclassify | restore      the interactive playground in the browser
     localrules export MODEL --format onnx --out FILE   a model's step as ONNX (the export extra)

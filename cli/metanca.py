@@ -20,10 +20,16 @@ class Dataset(str, Enum):
     mnist = "mnist"
     iris = "iris"
     digits = "digits"
+    wine = "wine"
+    breast_cancer = "breast_cancer"
 
 
 RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluster in $RAY_ADDRESS, else a new "
             "local instance) or HOST:PORT; needs pip install 'localrules\\[distributed]'.")
+
+
+LAYER_CODE_HELP = ("Grow with this layer code instead of the rule's own: index, role (input / hidden / output: "
+                   "the same at any depth) or relative; see `run metanca --layer-code`.")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -38,13 +44,14 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _default_archs(dataset: str) -> list[str]:
     return {"mnist": ["784,10,10,10", "784,30,20,10", "784,50,30,10"],
-            "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"]}[dataset]
+            "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"],
+            "wine": ["13,16,3", "13,8,8,3"], "breast_cancer": ["30,16,2", "30,8,8,2"]}[dataset]
 
 
 @run_app.command("metanca")
 def run_metanca(
     ctx: typer.Context,
-    dataset: Dataset = option(MN, "dataset", to=Dataset, help="Task data: mnist (70k digits, 80/20 split), iris, or scikit-learn's 8x8 digits."),
+    dataset: Dataset = option(MN, "dataset", to=Dataset, help="Task data: mnist (70k digits, 80/20 split), or scikit-learn's iris, 8x8 digits, wine or breast_cancer."),
     arch: Optional[List[str]] = typer.Option(CLI_DEFAULTS["metanca"]["arch"], help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr applies from the resume iteration on and is recorded."),
@@ -71,6 +78,7 @@ def run_metanca(
     hidden_code: str = option(MN, "hidden_code", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule), random (a random position per neuron drawn when a network is initialised) or relative (neuron i of a layer of n at i * SPAN / n: the same code for the same place in a layer of any width)."),
     hidden_span: float = option(MN, "hidden_span", help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it). With --hidden-code relative (required there): the range [0, SPAN) every layer's neurons are spread over."),
     hidden_clip: float = option(MN, "hidden_clip", min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the stage-3 rule's hidden states keep growing and its grown networks fall apart after about 100 updates; bounded at 2.5 the same weights hold for 500."),
+    layer_code: str = option(MN, "layer_code", help="Positional code of a weight's layer: index (the destination layer's index, as the shipped rules: unseen depths read unseen codes), role (from the input / hidden to hidden / into the output: the same at any depth) or relative (2 l / (L - 2), a fraction of the depth); role and relative equal index on two hidden layers."),
     arch_range: Optional[str] = option(MN, "arch_range", to=ints, help="LO,HI: meta-train on hidden widths drawn uniformly from LO..HI (depth, inputs and outputs from --arch) instead of the fixed --arch list."),
     arch_pools: int = option(MN, "arch_pools", help="With --arch-range and pooling: pools of random architectures kept at once."),
     arch_redraw: float = option(MN, "arch_redraw", help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),
@@ -99,7 +107,8 @@ def run_metanca(
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned, hidden_code=hidden_code, hidden_span=hidden_span,
                     arch_range=tuple(_ints(arch_range, "--arch-range")) if arch_range else (),
-                    arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip).validate()
+                    arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip,
+                    layer_code=layer_code).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
@@ -210,8 +219,12 @@ def study_heatmap(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
     ray: Optional[str] = typer.Option(None, help=RAY_HELP),
+    depth: Optional[str] = typer.Option(None, help="Instead of --x / --y: hidden-layer counts, e.g. 1,2,3,4; one cell per depth x --width, every hidden layer that width (needs --width)."),
+    width: Optional[str] = typer.Option(None, help="With --depth: hidden-layer widths, e.g. 5,10,30,100."),
+    layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
 ):
-    """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks."""
+    """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks
+    (or, with --depth and --width, of [n_in, width x depth, n_out])."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import heatmap
     from localrules.tasks import metanca as mn
@@ -223,8 +236,26 @@ def study_heatmap(
                                  param_hint="--workers")
     if not checkpoint.is_file():
         raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    if (depth is None) != (width is None):
+        raise typer.BadParameter("--depth and --width go together", param_hint="--depth / --width")
+    _check_layer_code(layer_code)
+    if layer_code and depth is None:
+        raise typer.BadParameter("the X x Y heatmap grows with the rule's own code; use it with --depth / --width",
+                                 param_hint="--layer-code")
     _, cfg, _ = mn.load(checkpoint)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    if depth is not None:
+        from localrules.studies.arch_sweep import depth_width
+
+        res = depth_width(checkpoint, data, _ints(depth, "--depth"), _ints(width, "--width"), samples, steps,
+                          json_out, workers=workers, seed=seed, device=dev, adam_epochs=adam_epochs,
+                          layer_code=layer_code, ray=ray)
+        if png:
+            from localrules.viz.plots import plot_depth_width
+
+            plot_depth_width(res, png)
+        _echo_sweep(res, json_out)
+        return
     res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
                   device=dev, adam_epochs=adam_epochs, ray=ray)
     if png:
@@ -238,6 +269,127 @@ def study_heatmap(
     if "median_ratio" in res:
         typer.echo(f"{adam_label(adam_epochs)}: mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
                    f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
+
+
+def _check_layer_code(code: Optional[str]) -> None:
+    from localrules.core.neuron_code import LAYER_CODES
+
+    if code is not None and code not in LAYER_CODES:
+        raise typer.BadParameter(f"must be one of {list(LAYER_CODES)}, not {code!r}", param_hint="--layer-code")
+
+
+def _echo_sweep(res: dict, json_out: Path) -> None:
+    """Summary lines of an architecture sweep: overall, Adam, and per depth."""
+    typer.echo(f"{len(res['cells'])} architectures: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
+               f"best {res['best_cell']:.4f}; {json_out}")
+    if "median_ratio" in res:
+        typer.echo(f"Adam ({res['adam_epochs']:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
+                   f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
+    for d, row in res["by_depth"].items():
+        adam = f", Adam {row['adam_accuracy']:.4f}, median grown / Adam {row['median_ratio']:.4f}" if "adam_accuracy" in row else ""
+        typer.echo(f"  {d} hidden: {row['cells']} cells, mean {row['mean_accuracy']:.4f}{adam}")
+
+
+def _range(text: str, what: str) -> tuple[int, int]:
+    vals = _ints(text, what)
+    if len(vals) != 2 or vals[0] > vals[1]:
+        raise typer.BadParameter(f"{what} must be LO,HI with LO <= HI, got {text!r}")
+    return vals[0], vals[1]
+
+
+@study_app.command("architectures")
+def study_architectures(
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
+    random: int = typer.Option(20, "--random", min=1, help="Random architectures to grow."),
+    depth_range: str = typer.Option("1,4", help="LO,HI: hidden-layer counts drawn from LO..HI."),
+    width_range: str = typer.Option("5,100", help="LO,HI: every hidden width drawn from LO..HI."),
+    samples: int = typer.Option(10, help="Networks grown per architecture."),
+    steps: int = typer.Option(30, help="Rule updates per grown network."),
+    adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: the same architecture trained with Adam for this many epochs (0: skip)."),
+    layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
+    json_out: Path = typer.Option(Path("runs/architectures.json"), "--json", help="Results; an existing file with the same settings is resumed."),
+    png: Optional[Path] = typer.Option(None, help="Figure: grown against Adam per architecture."),
+    workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 or 1: in this process)."),
+    seed: int = typer.Option(0, help="Seed of the architectures and the initialisations."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
+    ray: Optional[str] = typer.Option(None, help=RAY_HELP),
+):
+    """Random architectures [n_in, h_1..h_k, n_out]: grown test accuracy against Adam per architecture."""
+    from localrules.data.tabular import load_split
+    from localrules.studies.arch_sweep import random_archs, sweep
+    from localrules.tasks import metanca as mn
+
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
+    if not checkpoint.is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    _check_layer_code(layer_code)
+    archs = random_archs(random, _range(depth_range, "--depth-range"), _range(width_range, "--width-range"), seed)
+    dev = setup(device, threads)
+    _, cfg, _ = mn.load(checkpoint)
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    res = sweep(checkpoint, data, archs, samples, steps, json_out, workers=workers, seed=seed, device=dev,
+                adam_epochs=adam_epochs, layer_code=layer_code, ray=ray,
+                extra={"depth_range": list(_range(depth_range, "--depth-range")),
+                       "width_range": list(_range(width_range, "--width-range"))})
+    if png:
+        from localrules.viz.plots import plot_architectures
+
+        plot_architectures(res, png)
+    _echo_sweep(res, json_out)
+
+
+@study_app.command("datasets")
+def study_datasets(
+    checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
+    datasets: str = typer.Option("digits,wine,breast_cancer,iris", help="Comma-separated scikit-learn datasets: digits, wine, breast_cancer, iris."),
+    hidden: str = typer.Option("30,20", help="Hidden widths of every task network; inputs and outputs are each dataset's own."),
+    samples: int = typer.Option(10, help="Networks grown per dataset and rule."),
+    steps: int = typer.Option(30, help="Rule updates per grown network."),
+    finetune_iters: int = typer.Option(500, min=0, help="Meta-fine-tune iterations on each dataset from the rule (0: zero-shot only)."),
+    lr: float = typer.Option(1e-3, help="Learning rate of the meta-fine-tune."),
+    adam_epochs: str = typer.Option("1,100", help="Comma-separated epoch counts of the Adam baselines (1: as in the heatmap)."),
+    out: Path = typer.Option(Path("runs/datasets"), help="Folder: the fine-tuned rules (OUT/DATASET) and datasets.json."),
+    png: Optional[Path] = typer.Option(None, help="Figure: accuracy per dataset and method."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+):
+    """Beyond MNIST: the rule grows networks for scikit-learn's datasets, against Adam and logistic regression."""
+    from localrules.studies.dataset_transfer import SKLEARN_DATASETS, dataset_row
+    from localrules.tasks import metanca as mn
+
+    checkpoint = checkpoint or mn.PRETRAINED_PATH
+    if not checkpoint.is_file():
+        raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
+    names = [d for d in datasets.split(",") if d]
+    bad = [d for d in names if d not in SKLEARN_DATASETS]
+    if bad or not names:
+        raise typer.BadParameter(f"must be among {list(SKLEARN_DATASETS)}, got {datasets!r}", param_hint="--datasets")
+    try:
+        epochs = [float(e) for e in adam_epochs.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"must be comma-separated numbers, got {adam_epochs!r}", param_hint="--adam-epochs") from None
+    dev = setup(device, threads)
+    rows = []
+    for name in names:
+        rows.append(dataset_row(checkpoint, name, tuple(_ints(hidden, "--hidden")), samples, steps, finetune_iters,
+                                epochs, out, lr, seed, dev))
+        r = rows[-1]
+        ft = f", fine-tuned {r['finetuned']:.4f}" if "finetuned" in r else ""
+        adam = ", ".join(f"Adam {k} ep {v:.4f}" for k, v in r["adam"].items())
+        typer.echo(f"{name} {r['arch']}: grown {r['grown']:.4f}{ft}; {adam}; logistic regression "
+                   f"{r['logistic_regression']:.4f} (chance {r['chance']:.2f})")
+        res = {"checkpoint": str(checkpoint), "samples": samples, "steps": steps, "finetune_iters": finetune_iters,
+               "lr": lr, "seed": seed, "rows": rows}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "datasets.json").write_text(json.dumps(res, indent=1))
+    if png:
+        from localrules.viz.plots import plot_datasets
+
+        plot_datasets(res, png)
+    typer.echo(f"{out / 'datasets.json'}")
 
 
 @study_app.command("zeroout")
@@ -306,6 +458,7 @@ def study_stability(
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
     checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10)."),
     hidden_clip: Optional[float] = typer.Option(None, min=0.0, help="With --checkpoint: bound the rule's hidden states to [-CLIP, CLIP] after every update instead of the rule's own bound (0: unbounded), e.g. to measure a rule trained without one."),
+    png: Optional[Path] = typer.Option(None, help="Figure: test accuracy (with --checkpoint) or both rules' training loss over updates."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
@@ -335,6 +488,10 @@ def study_stability(
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
         (out / "accuracy_stability.json").write_text(json.dumps(res, indent=1))
+        if png:
+            from localrules.viz.plots import plot_stability
+
+            plot_stability(res, png)
         typer.echo(f"{list(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
                    f"updates, {res['updates_within_band']} updates after it within 0.02, "
                    f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
@@ -351,6 +508,10 @@ def study_stability(
         found = {names[j[1]]: stability_row(j) for j in jobs}
     rows = {name: {k: v for k, v in found[name].items() if k != "pool"} for name in names.values()}
     (out / "stability.json").write_text(json.dumps(rows, indent=1))
+    if png:
+        from localrules.viz.plots import plot_stability
+
+        plot_stability(rows, png)
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
                    f"{r['updates_within_10pct']} updates within 10 % of it")

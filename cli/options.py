@@ -54,6 +54,9 @@ CLI_DEFAULTS: dict[str, dict[str, Any]] = {
         # on --resume the run's recorded one
         "steps_min": None,
         "steps_max": None,
+        # None: the --recipe's pixel-mask range (pool: Config.mask_min / mask_max, plain: 0.7)
+        "mask_min": None,
+        "mask_max": None,
     },
     "metanca": {
         # meta-training converges in a few thousand iterations; TrainConfig's 100k is the

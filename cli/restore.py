@@ -15,12 +15,14 @@ from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRI
 from .options import CLI_DEFAULTS, RS, TRAIN, option
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
+OPTIONAL = ("ca", "cnn-ae", "unet")  # loaded when the folder has them, as is any other folder (a variant)
 
 
 class RestoreModel(str, Enum):
     hybrid = "hybrid"
     ca = "ca"
     cnn_ae = "cnn-ae"
+    unet = "unet"
     classifier = "classifier"
 
 
@@ -37,16 +39,26 @@ def _test_digits(n: int, data_dir, device):
 
 
 def _load_models(folder: Optional[Path], device):
-    """(restorers, classifier) from ``folder`` (default: the shipped models)."""
+    """(restorers, classifier) from ``folder`` (default: the shipped models): hybrid/ and
+    classifier/ are required; ca/, cnn-ae/, unet/ and then any other sub-folder holding a restore
+    checkpoint (e.g. a hybrid variant) are added when present. Each restorer gets
+    ``batches_trained``: its checkpoint's iteration (batches of its last run)."""
     from localrules.tasks import restore as rs
 
     folder = folder or rs.PRETRAINED_DIR
-    paths = {name: folder / name / "model.safetensors" for name in (*RESTORERS, "classifier")}
+    paths = {name: folder / name / "model.safetensors" for name in ("hybrid", "classifier")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise typer.BadParameter(f"missing checkpoints: {', '.join(missing)} (train them with "
                                  f"`localrules run restore --model NAME --out {folder}/NAME`)")
-    loaded = {name: rs.load(p, device)[0] for name, p in paths.items()}
+    extra = [d.name for d in folder.iterdir() if d.name not in paths and (d / "model.safetensors").is_file()]
+    for name in sorted(extra, key=lambda n: (OPTIONAL.index(n) if n in OPTIONAL else len(OPTIONAL), n)):
+        paths[name] = folder / name / "model.safetensors"
+    loaded = {}
+    for name, p in paths.items():
+        model, _, meta = rs.load(p, device)
+        model.batches_trained = meta.get("iteration")
+        loaded[name] = model
     classifier = loaded.pop("classifier")
     return loaded, classifier
 
@@ -54,7 +66,7 @@ def _load_models(folder: Optional[Path], device):
 @run_app.command("restore")
 def run_restore(
     ctx: typer.Context,
-    model: RestoreModel = option(RS, "model", to=RestoreModel, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae (baseline) or classifier (the reference digit classifier)."),
+    model: RestoreModel = option(RS, "model", to=RestoreModel, help="hybrid (CA + MLP gate), ca (CA only), cnn-ae or unet (baselines) or classifier (the reference digit classifier)."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/restore/MODEL)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr or --iterations (which moves the LR drops) applies from the resume iteration on and is recorded."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -65,6 +77,12 @@ def run_restore(
     max_bad_steps: int = option(TRAIN, "max_bad_steps", help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' first stage: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
+    mask_min: Optional[float] = typer.Option(None, min=0, max=1, help="Lowest pixel-mask rate drawn per digit (default: the recipe's, 0.3 for pool)."),
+    mask_max: Optional[float] = typer.Option(None, min=0, max=1, help="Highest pixel-mask rate drawn per digit (default: the recipe's, 0.9 for pool)."),
+    mask_channel: bool = typer.Option(False, "--mask-channel", help="hybrid / ca: the mask as a fixed per-cell input channel of the CA."),
+    keep_visible: bool = typer.Option(False, "--keep-visible", help="hybrid / ca: the masked image as a fixed input channel; visible pixels kept in the output."),
+    clamp_output: bool = typer.Option(False, "--clamp-output", help="hybrid / ca: linear read-out clamped to [0, 1] (outside training) instead of a sigmoid."),
+    masked_loss: bool = typer.Option(False, "--masked-loss", help="Loss on the blanked pixels only."),
     steps_min: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_min"], min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
     steps_max: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_max"], min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
@@ -90,8 +108,16 @@ def run_restore(
     if recipe not in ("pool", "plain"):
         raise typer.BadParameter(f"--recipe must be pool or plain, not {recipe!r}")
     fixed = {} if mask_frac is None else {"mask_min": mask_frac, "mask_max": mask_frac}
+    fixed |= {k: v for k, v in (("mask_min", mask_min), ("mask_max", mask_max)) if v is not None}
+    flags = {"mask_channel": mask_channel, "keep_visible": keep_visible, "clamp_output": clamp_output}
+    if any(flags.values()) and model.value not in rs.LATTICE_MODELS:
+        raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k, v in flags.items() if v)} "
+                                 f"apply to hybrid and ca only, not {model.value}")
+    fixed |= {k: v for k, v in flags.items() if v} | ({"masked_loss": True} if masked_loss else {})
     fixed |= {k: v for k, v in (("steps_min", steps_min), ("steps_max", steps_max)) if v is not None}
     cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed})
+    if cfg.mask_min > cfg.mask_max:
+        raise typer.BadParameter(f"need --mask-min <= --mask-max (mask_min <= mask_max), not {cfg.mask_min} > {cfg.mask_max}")
     tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
     tcfg.max_bad_steps = max_bad_steps
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
@@ -104,7 +130,8 @@ def run_restore(
     torch.manual_seed(seed)
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
     if init_model is not None and not resume:
-        init_weights(task, init_model, rs.load, ("model", "channels", "lattice", "ca_multiplier", "gate_hidden", "gate_out"),
+        init_weights(task, init_model, rs.load, ("model", "channels", "lattice", "ca_multiplier", "gate_hidden", "gate_out",
+                                                 "mask_channel", "keep_visible", "unet_width"),
                      "--init-model")
         task.seed_pool()
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
@@ -121,7 +148,7 @@ def _floats(text: str, name: str) -> list[float]:
 
 
 def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None, card_notes="",
-          pixel_fracs=(), region_fracs=(), step_multiples=()):
+          pixel_fracs=(), region_fracs=(), step_multiples=(), knn=True):
     import time
 
     import torch
@@ -133,16 +160,22 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     folder = folder or PRETRAINED_DIR
     models, classifier = _load_models(folder, device)
     images, labels = _test_digits(n, data_dir, device)
+    knn_train = None
+    if knn:  # the kNN fill's memory: the training split
+        from localrules.data.arrays import to_unit_pixels
+        from localrules.data.mnist import load_mnist
+
+        knn_train = to_unit_pixels(load_mnist("train", data_dir)[0]).to(device)
     t0 = time.perf_counter()
     bar = progress_bar(total=1 + len(pixel_fracs) + len(region_fracs) + len(step_multiples),
                        desc="eval restore", unit="conditions")  # lines in a pipe: one per condition
-    res, restored = evaluate(models, classifier, images, labels, mask_frac, seed)
+    res, restored = evaluate(models, classifier, images, labels, mask_frac, seed, knn_train=knn_train)
     bar.update()
     if pixel_fracs or region_fracs:
         from localrules.studies.restore_eval import evaluate_masks
 
         res["masks"] = evaluate_masks(models, classifier, images, labels, pixel_fracs, region_fracs, seed,
-                                      tick=bar.update)
+                                      knn_train=knn_train, tick=bar.update)
     if step_multiples:
         from localrules.studies.restore_eval import evaluate_steps
 
@@ -153,8 +186,9 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
     typer.echo(f"{len(images):,} digits, {res['seconds']:.1f} s on {device} ({torch.get_num_threads()} threads)")
     for name, row in res["models"].items():
         flops = f"{row['flops_per_sample'] / 1e6:.1f} MFLOP" if row["flops_per_sample"] else "-"
+        batches = f"{row['batches']:,} batches" if row.get("batches") is not None else "- batches"
         typer.echo(f"{name:>13}: {row['psnr_db']:.2f} dB, digit-ID {row['digit_id_accuracy']:.4f}, "
-                   f"{row['params']:,} params, {flops}")
+                   f"{row['params']:,} params, {batches}, {flops}")
     for key, rows in res.get("masks", {}).items():
         typer.echo(f"{key:>13}: " + "; ".join(f"{m} {r['psnr_db']:.2f} dB / {r['digit_id_accuracy']:.4f}"
                                              for m, r in rows.items()))
@@ -189,14 +223,15 @@ def eval_restore(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card (table + each model's training record)."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
-    mask_fracs: str = typer.Option("0.5,0.7,0.9", help="Also a table at each of these pixel-mask rates ('' = none)."),
+    mask_fracs: str = typer.Option("0.5,0.7,0.85,0.9", help="Also a table at each of these pixel-mask rates ('' = none)."),
     region_fracs: str = typer.Option("0.25,0.5", help="Also a table with one square region of each of these areas blanked ('' = none)."),
     steps: str = typer.Option("1,2,5", help="Also PSNR / digit-ID of the CA models run for these multiples of their trained steps ('' = none)."),
+    knn: bool = typer.Option(True, "--knn/--no-knn", help="Include the kNN fill (the 10 training digits nearest in the visible pixels, inverse-distance weighted); needs the training split."),
 ):
-    """All restoration models and the interpolation floor on the same masked test digits."""
+    """All restoration models, the kNN fill and the interpolation floor on the same masked test digits."""
     _eval(models, n, mask_frac, json_out, png, setup(device, threads), data_dir, seed,
           card, card_notes, _floats(mask_fracs, "--mask-fracs"), _floats(region_fracs, "--region-fracs"),
-          _floats(steps, "--steps"))
+          _floats(steps, "--steps"), knn)
 
 
 @study_app.command("restore-damage")
@@ -233,6 +268,7 @@ def study_restore_basins(
     mask_frac: float = typer.Option(0.95, help="Fraction of their pixels blanked."),
     steps: int = typer.Option(0, help="Steps to run (0 = 5x the trained steps)."),
     k_max: int = typer.Option(15, help="k-means is fitted for k = 2..K_MAX; the best silhouette names the basins."),
+    damage_frac: float = typer.Option(0.3, min=0, max=1, help="Also run every start with this fraction of its cells zeroed mid-run: share ending in the same basin (0 = skip)."),
     json_out: Path = typer.Option(Path("runs/restore-basins.json"), "--json"),
     png: Optional[Path] = typer.Option(Path("runs/restore-basins.png"), help="Figure: each basin's mean image and the states on two principal components."),
     seed: int = typer.Option(0),
@@ -248,8 +284,11 @@ def study_restore_basins(
         raise typer.BadParameter(f"--model must be hybrid or ca (a lattice), not {model!r}")
     dev = setup(device, threads)
     restorers, classifier = _load_models(models, dev)
+    if restorers[model].reads_mask:
+        raise typer.BadParameter(f"{model} reads the mask (mask_channel / keep_visible): noise seeds have none")
     images, labels = _test_digits(n, data_dir, dev)
-    res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed)
+    res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed,
+                         damage_frac)
     res["model"] = model
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(res, indent=1))
@@ -258,6 +297,11 @@ def study_restore_basins(
                f"{res['purity_by_true_label_masked']:.3f}; noise seeds read as {res['digits_read_from_noise']}")
     for i, b in enumerate(res["basins"]):
         typer.echo(f"  basin {i}: {b['size']} states, digit {b['digit']} ({b['digit_share']:.0%}), from {b['from']}")
+    if "damage" in res:
+        d = res["damage"]
+        typer.echo(f"  {d['frac']:.0%} of the cells zeroed mid-run: {d['same_basin']:.1%} end in the same basin, "
+                   f"{d['same_digit']:.1%} read as the same digit; by start: "
+                   + ", ".join(f"{k} {v['same_basin']:.1%}" for k, v in d["by_start"].items()))
     if png:
         from localrules.viz.plots import plot_basins
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from localrules.core import NCA, Rule
 from localrules.core.data_signals import ACTIVATIONS, SIGNALS, DataConditioned, forward_layers
 from localrules.core.nca import ClampHidden
-from localrules.core.neuron_code import NeuronCode, random_positions, relative_positions
+from localrules.core.neuron_code import LAYER_CODES, NeuronCode, neuron_positions, random_positions, relative_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
@@ -78,6 +78,7 @@ class Config:
     arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
     arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
     hidden_clip: float = 0.0  # |h| <= hidden_clip after every update (0: unbounded, as rules before stage 4)
+    layer_code: str = "index"  # index (layer l by its index) | role (input / hidden / output) | relative (2 l / (L - 2))
 
     @property
     def channels(self) -> int:
@@ -104,6 +105,8 @@ class Config:
             raise ValueError("hidden_code 'relative' needs hidden_span > 0: the positions i * span / width fill [0, span)")
         if self.hidden_clip < 0:
             raise ValueError("hidden_clip must be >= 0 (0: unbounded hidden states)")
+        if self.layer_code not in LAYER_CODES:
+            raise ValueError(f"layer_code must be one of {LAYER_CODES}, not {self.layer_code!r}")
         if self.arch_pools < 1 or not 0 <= self.arch_redraw <= 1:
             raise ValueError("arch_pools must be >= 1 and arch_redraw in [0, 1]")
         return self
@@ -174,10 +177,13 @@ def conditioned(topo, cfg: "Config", x: torch.Tensor, y: torch.Tensor):
 def coded(topo, cfg: "Config", positions: torch.Tensor | None):
     """The topology the rule runs on for S networks: with ``cfg.hidden_code == "random"`` their
     own neuron positions (S, nodes), with "relative" the positions i * span / width shared by all
-    (see localrules.core.neuron_code), else the shared index code."""
+    (see localrules.core.neuron_code), else the shared index code; the layer part by
+    ``cfg.layer_code`` (index, role or relative: :func:`localrules.core.neuron_code.layer_positions`)."""
     if cfg.hidden_code == "relative":
-        return NeuronCode(topo, relative_positions(topo, cfg.hidden_span)[None])
-    return NeuronCode(topo, positions) if cfg.hidden_code == "random" else topo
+        return NeuronCode(topo, relative_positions(topo, cfg.hidden_span)[None], cfg.layer_code)
+    if cfg.hidden_code == "random":
+        return NeuronCode(topo, positions, cfg.layer_code)
+    return topo if cfg.layer_code == "index" else NeuronCode(topo, neuron_positions(topo)[None], cfg.layer_code)
 
 
 def new_positions(topo, samples: int, cfg: "Config", device=None) -> torch.Tensor | None:

@@ -31,7 +31,11 @@ models): every batch fresh, 70 % pixel masks, 10 steps, no damage.
 The gate must not read the plain channel mean: right after the LayerNorm that mean is the
 constant mean(beta) at initialisation, so such a gate sees nothing (our first hybrid did, and
 trained no better than the CA alone). Learned models see only the masked image (blanked
-pixels = 0), never the mask. Training adds Gaussian noise to the lattice state each step and
+pixels = 0), never the mask, except the U-Net baseline (``restore_unet``, mask as an input
+channel) and a lattice model with ``mask_channel`` (the mask as a fixed CA input channel) or
+``keep_visible`` (the masked image as a fixed channel, visible pixels kept in the output);
+``clamp_output`` swaps the sigmoid read-out for a linear one clamped outside training,
+``masked_loss`` scores the blanked pixels only. All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
 dropout in the gate.
 """
 
@@ -52,14 +56,14 @@ from localrules.train.perturb import mask_region
 from localrules.train.pool import SamplePool
 from localrules.train.pooled import PooledTask, pack_pixels, unpack_pixels
 
-MODELS = ("hybrid", "ca", "cnn-ae", "classifier")
+MODELS = ("hybrid", "ca", "cnn-ae", "unet", "classifier")
 LATTICE_MODELS = ("hybrid", "ca")
 PRETRAINED_DIR = Path(str(resources.files("localrules") / "pretrained" / "restore"))  # one folder per model
 
 
 @dataclass
 class Config:
-    model: str = "hybrid"  # hybrid | ca | cnn-ae | classifier
+    model: str = "hybrid"  # hybrid | ca | cnn-ae | unet | classifier
     channels: int = 16
     lattice: int = 32
     ca_multiplier: int = 4
@@ -82,6 +86,22 @@ class Config:
     damage_frac: float = 0.3  # fraction of cells zeroed in a damaged row
     steps_min: int = 8  # CA steps per batch drawn in [steps_min, steps_max]; eval runs `steps`
     steps_max: int = 16
+    # issue 39's ideas for the lattice models (all off: the shipped models, loaded unchanged)
+    mask_channel: bool = False  # the mask (1 = visible) as a fixed per-cell input channel of the CA
+    keep_visible: bool = False  # the masked image as a fixed input channel, visible pixels kept in the output
+    clamp_output: bool = False  # linear read-out clamped to [0, 1] outside training instead of a sigmoid
+    masked_loss: bool = False  # MSE over the blanked pixels only
+    unet_width: int = 54  # the U-Net's first width (54: 1,326,133 parameters)
+
+    @property
+    def reads_mask(self) -> bool:
+        """The model is given the mask (keep=) as well as the masked image."""
+        return self.model == "unet" or (self.model in LATTICE_MODELS and (self.mask_channel or self.keep_visible))
+
+    @property
+    def needs_keep(self) -> bool:
+        """Training tracks each row's mask (for the model or for the loss)."""
+        return self.reads_mask or self.masked_loss
 
     def validate(self) -> "Config":
         if self.model not in MODELS:
@@ -153,7 +173,8 @@ class CARestorer(nn.Module):
         C, L = cfg.channels, cfg.lattice
         self.cfg, self.pad = cfg, (L - 28) // 2
         self.encoder = nn.Conv2d(1, C, 1)
-        per = MoorePerception(C, C * cfg.ca_multiplier, "depthwise")
+        self.n_fixed = int(cfg.mask_channel) + int(cfg.keep_visible)  # fixed input channels of the CA
+        per = MoorePerception(C + self.n_fixed, (C + self.n_fixed) * cfg.ca_multiplier, "depthwise")
         self.ca = NCA(per, Rule(per.out_dim, (), C), fire_rate=1.0, post=self.after_update)
         self.norm = nn.LayerNorm(C)
         self.gate = None
@@ -169,6 +190,22 @@ class CARestorer(nn.Module):
             )
             self.gate_scale = nn.Parameter(torch.full((C,), 0.1))
         self.readout = nn.Conv2d(C, 1, 1)
+
+    @property
+    def reads_mask(self) -> bool:
+        return self.n_fixed > 0
+
+    def fixed(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
+        """The CA's fixed input channels (B, L, L, n_fixed): [x * keep] (keep_visible), then [keep]
+        (mask_channel), padded like the lattice (border: image 0, mask 1); None without them."""
+        if not self.n_fixed:
+            return None
+        if keep is None:
+            raise ValueError("this restorer reads the mask (mask_channel / keep_visible): pass keep (B, 28, 28) bool")
+        p, m = self.pad, keep.to(x.dtype)
+        chans = ([F.pad(x * m, (p, p, p, p))] if self.cfg.keep_visible else []) + \
+                ([F.pad(m, (p, p, p, p), value=1.0)] if self.cfg.mask_channel else [])
+        return torch.stack(chans, -1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 28, 28) -> lattice s_0 (B, L, L, C), the digit zero-padded to L x L."""
@@ -187,8 +224,9 @@ class CARestorer(nn.Module):
         return s
 
     def run(self, s: torch.Tensor, steps: int, damage_frac: float = 0.0,
-            damaged: torch.Tensor | None = None) -> torch.Tensor:
-        """s (B, L, L, C) -> the lattice after ``steps`` steps of ``self.ca.rollout``;
+            damaged: torch.Tensor | None = None, fixed: torch.Tensor | None = None) -> torch.Tensor:
+        """s (B, L, L, C) -> the lattice after ``steps`` steps of ``self.ca.rollout``, reading the
+        fixed channels ``fixed`` (:meth:`fixed`; required when the model has them);
         ``damage_frac`` > 0 zeroes that fraction of the cells of the rows ``damaged`` (B,) bool
         (default all) before step steps // 2 (the rollout's perturb hook)."""
         def damage(t: int, s: torch.Tensor) -> torch.Tensor:
@@ -196,20 +234,34 @@ class CARestorer(nn.Module):
                 return s
             return damage_cells(s, damage_frac) if damaged is None else damage_rows(s, damage_frac, damaged)
 
-        return self.ca.rollout(Grid2D(), None, s, None, steps, perturb=damage if damage_frac else None)
+        if (fixed is None) != (not self.n_fixed):
+            raise ValueError(f"this restorer takes {self.n_fixed} fixed channels (fixed=self.fixed(x, keep))")
+        return self.ca.rollout(Grid2D(), fixed, s, None, steps, perturb=damage if damage_frac else None)
 
-    def read(self, s: torch.Tensor) -> torch.Tensor:
-        """Lattice (B, L, L, C) -> image sigmoid(readout(s)) cropped to (B, 28, 28)."""
+    def read(self, s: torch.Tensor, x: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Lattice (B, L, L, C) -> image sigmoid(readout(s)) cropped to (B, 28, 28); with
+        ``clamp_output`` the read-out is linear, clamped to [0, 1] outside training; with
+        ``keep_visible`` and x, keep given the visible pixels are x's: where(keep, x, y)."""
         p = self.pad
-        return torch.sigmoid(self.readout(s.permute(0, 3, 1, 2))[:, 0, p : p + 28, p : p + 28])
+        y = self.readout(s.permute(0, 3, 1, 2))[:, 0, p : p + 28, p : p + 28]
+        if self.cfg.clamp_output:
+            y = y if self.training else y.clamp(0.0, 1.0)
+        else:
+            y = torch.sigmoid(y)
+        if self.cfg.keep_visible and keep is not None:
+            y = torch.where(keep, x, y)
+        return y
 
-    def forward(self, x: torch.Tensor, steps: int | None = None, damage_frac: float = 0.0) -> torch.Tensor:
-        """x (B, 28, 28) masked digits -> (B, 28, 28) restored, in [0, 1].
+    def forward(self, x: torch.Tensor, steps: int | None = None, damage_frac: float = 0.0,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 28, 28) masked digits -> (B, 28, 28) restored, in [0, 1]; ``keep`` (B, 28, 28)
+        bool, True = visible: the mask, required by (and only read by) a model that reads it.
 
         ``damage_frac`` > 0 zeroes that fraction of lattice cells halfway through the run.
         """
         steps = self.cfg.steps if steps is None else steps
-        return self.read(self.run(self.encode(x), steps, damage_frac))
+        fixed = self.fixed(x, keep)
+        return self.read(self.run(self.encode(x), steps, damage_frac, fixed=fixed), x, keep)
 
 
 class CNNAutoencoder(nn.Module):
@@ -261,8 +313,11 @@ class DigitClassifier(nn.Module):
 
 
 def build_model(cfg: Config) -> nn.Module:
+    from localrules.tasks.restore_unet import UNet
+
     return {"hybrid": lambda: CARestorer(cfg, gate=True), "ca": lambda: CARestorer(cfg, gate=False),
-            "cnn-ae": lambda: CNNAutoencoder(cfg), "classifier": lambda: DigitClassifier(cfg)}[cfg.model]()
+            "cnn-ae": lambda: CNNAutoencoder(cfg), "unet": lambda: UNet(cfg),
+            "classifier": lambda: DigitClassifier(cfg)}[cfg.model]()
 
 
 class RestoreTask(PooledTask):
@@ -291,9 +346,10 @@ class RestoreTask(PooledTask):
         cfg = self.cfg
         if cfg.pool_size and cfg.model in LATTICE_MODELS:
             clean = self._draw(cfg.pool_size)
+            keep = training_masks(clean, cfg)
             with torch.no_grad():
-                state = self.model.encode(clean * training_masks(clean, cfg))
-            self.pool = SamplePool(state=state, clean=clean)
+                state = self.model.encode(clean * keep)
+            self.pool = SamplePool(state=state, clean=clean, **({"keep": keep} if cfg.needs_keep else {}))
 
     def _draw(self, n: int) -> torch.Tensor:
         return self.images[torch.randint(len(self.images), (n,), device=self.device)]
@@ -309,33 +365,49 @@ class RestoreTask(PooledTask):
         fresh = _rows(cfg.fresh_share, B) if cfg.pool_size else torch.ones(B, dtype=torch.bool)
         remask = _rows(cfg.remask_share, B) & ~fresh if cfg.pool_size else _rows(cfg.remask_share, B)
         damaged = _rows(cfg.damage_share, B)
-        if self.pool is None:  # every row a fresh digit (the CNN-AE, or no pool)
+        if self.pool is None:  # every row a fresh digit (the CNN-AE, the U-Net, or no pool)
             clean = self._draw(B)
-            x = clean * training_masks(clean, cfg)
-            x = torch.where(remask.to(x.device)[:, None, None], x * training_masks(clean, cfg), x)
+            first, second = training_masks(clean, cfg), training_masks(clean, cfg)
+            keep = torch.where(remask.to(clean.device)[:, None, None], first & second, first)
+            x = clean * keep
             if cfg.model == "cnn-ae":
                 out = self.model(x, damage_frac=cfg.damage_frac, damaged=damaged)
+            elif cfg.model == "unet":
+                out = self.model(x, damage_frac=cfg.damage_frac, damaged=damaged, keep=keep)
             else:
-                out = self.model.read(self.model.run(self.model.encode(x), steps, cfg.damage_frac, damaged))
-            loss = F.mse_loss(out, clean)
+                m = self.model
+                out = m.read(m.run(m.encode(x), steps, cfg.damage_frac, damaged, m.fixed(x, keep)), x, keep)
+            loss = self.loss(out, clean, keep)
             return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
         idx, b = self.pool.sample(B)
         clean, s = b["clean"], b["state"]
+        keep = b.get("keep", torch.ones_like(clean, dtype=torch.bool))  # untracked: not read
         f = fresh.to(self.device)
         new = self._draw(B)
         clean = torch.where(f[:, None, None], new, clean)
-        s = torch.where(f[:, None, None, None], self.model.encode(new * training_masks(new, cfg)), s)
+        new_keep = training_masks(new, cfg)
+        keep = torch.where(f[:, None, None], new_keep, keep)
+        s = torch.where(f[:, None, None, None], self.model.encode(new * new_keep), s)
         if remask.any():  # zero the lattice cells under a fresh mask (the border stays)
-            p = self.model.pad
-            keep = F.pad(training_masks(clean, cfg).float(), (p, p, p, p), value=1.0)[..., None]
-            s = torch.where(remask.to(self.device)[:, None, None, None], s * keep, s)
+            p, again = self.model.pad, training_masks(clean, cfg)
+            r = remask.to(self.device)
+            s = torch.where(r[:, None, None, None], s * F.pad(again.float(), (p, p, p, p), value=1.0)[..., None], s)
+            keep = torch.where(r[:, None, None], keep & again, keep)
         start = s.detach()
-        s = self.model.run(s, steps, cfg.damage_frac, damaged)
-        loss = F.mse_loss(self.model.read(s), clean)
-        self.commit(self.pool, idx, {"state": s, "clean": clean})
+        x = clean * keep
+        s = self.model.run(s, steps, cfg.damage_frac, damaged, self.model.fixed(x, keep))
+        loss = self.loss(self.model.read(s, x, keep), clean, keep)
+        self.commit(self.pool, idx, {"state": s, "clean": clean, **({"keep": keep} if cfg.needs_keep else {})})
         self.last = {"idx": idx, "start": start, "final": s.detach(), "fresh": fresh,
-                     "remask": remask, "damaged": damaged}
+                     "remask": remask, "damaged": damaged, "keep": keep}
         return loss, {"psnr_db": (10 * torch.log10(1 / loss.detach())).item()}
+
+    def loss(self, out: torch.Tensor, clean: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """MSE(out, clean) over all pixels, or with ``masked_loss`` over the blanked ones only."""
+        if not self.cfg.masked_loss:
+            return F.mse_loss(out, clean)
+        hidden = (~keep).to(out.dtype)
+        return ((out - clean) ** 2 * hidden).sum() / hidden.sum().clamp(min=1.0)
 
     def with_config(self, cfg: Config) -> "RestoreTask":
         return RestoreTask(cfg, self.images, self.labels, self.device)
@@ -345,14 +417,16 @@ class RestoreTask(PooledTask):
         self.model = model
         if self.pool is not None:
             clean = self.pool.slots["clean"]
+            keep = self.pool.slots.get("keep")
             with torch.no_grad():
-                self.pool.slots["state"] = model.encode(clean * training_masks(clean, self.cfg))
+                self.pool.slots["state"] = model.encode(clean * (training_masks(clean, self.cfg) if keep is None else keep))
 
     def extra_state(self):
         if self.pool is None:
             return {}
         slots = self.pool.state_dict()  # clean pixels are k / 255: uint8 is exact
-        return {"pool": {"state": slots["state"], "clean_u8": pack_pixels(slots["clean"])}}
+        return {"pool": {"state": slots["state"], "clean_u8": pack_pixels(slots["clean"]),
+                         **({"keep": slots["keep"]} if "keep" in slots else {})}}
 
     def load_extra_state(self, state):
         if self.pool is not None and "pool" in state:

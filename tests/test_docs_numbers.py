@@ -34,6 +34,9 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "wide": PRE + "metanca-mnist-relative.wide.json",
     "restore": PRE + "restore/eval.json",
     "equal": "docs/restore-equal-batches.json",
+    "dws": "docs/metanca-arch/depth-width-shipped.json",
+    "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
+    "ds": "docs/metanca-arch/datasets.json",
 }
 
 
@@ -46,7 +49,22 @@ def derived(src: dict) -> dict:
         "wide_mean": sum(c["mean_accuracy"] for c in wide) / len(wide),
         "equal_lead_db": eq["cnn-ae"]["psnr_db"] - eq["hybrid"]["psnr_db"],  # CNN-AE over hybrid, 70 %
         "equal_lead_id": eq["cnn-ae"]["digit_id_accuracy"] - eq["hybrid"]["digit_id_accuracy"],
+        # Adam per epoch count of each datasets row (keys "1", "100": str.format reads [1] as an int)
+        **{f"ds_adam{e}": [r["adam"][e] for r in src["ds"]["rows"]] for e in ("1", "100")},
     }
+
+
+def dw_row(src: str, depth: int) -> str:
+    """A row of a depth x width table: "| depth | grown / Adam | ..." (4 widths, depth-major)."""
+    return f"| {depth} | " + " | ".join(f"{{{src}[cells][{i}][mean_accuracy]:.4f}} / {{{src}[cells][{i}][adam_accuracy]:.4f}}"
+                                         for i in range(4 * (depth - 1), 4 * depth)) + " |"
+
+
+def ds_row(i: int) -> str:
+    """A row of the datasets table of docs/metanca.md."""
+    r = f"{{ds[rows][{i}]"
+    return (f"| {r}[dataset]}} | {r}[arch]}} | {r}[grown]:.4f}} | {r}[finetuned]:.4f}} | {{derived[ds_adam1][{i}]:.4f}} | "
+            f"{{derived[ds_adam100][{i}]:.4f}} | {r}[logistic_regression]:.4f}} | {r}[chance]:.2f}} |")
 
 
 def pd(*path: str) -> str:
@@ -118,6 +136,12 @@ CHECKS = [
     ("docs/metanca.md", "grown / Adam after one epoch has median {dcmap[median_ratio]:.3f} and worst {dcmap[worst_ratio]:.3f}"),
     ("docs/metanca.md", "the {derived[wide_cells]} cells with a layer wider than 100 (and none narrower than 10) "
                         "average {derived[wide_mean]:.4f}"),
+    *[("docs/metanca.md", dw_row(src, d)) for src in ("dws", "dwc") for d in (1, 2, 3, 4)],
+    ("docs/metanca.md", "Mean over the 16 cells {dws[mean_over_cells]:.4f} (Adam {dws[adam_mean_over_cells]:.4f}), grown / "
+                        "Adam median {dws[median_ratio]:.3f}, worst {dws[worst_ratio]:.3f}"),
+    ("docs/metanca.md", "Mean {dwc[mean_over_cells]:.4f} (shipped {dws[mean_over_cells]:.4f}), grown / Adam median "
+                        "{dwc[median_ratio]:.3f}, worst {dwc[worst_ratio]:.3f}"),
+    *[("docs/metanca.md", ds_row(i)) for i in range(4)],
 
     # docs/restore.md: the shipped models at 70 %, other masks and longer runs, equal batches
     *[("docs/restore.md", f"| {{restore[models][{m}][psnr_db]:.2f}} | {{restore[models][{m}][digit_id_accuracy]:.4f}} |")

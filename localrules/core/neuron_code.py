@@ -21,6 +21,15 @@ to its index, c equals the index code (tests hold them equal). Under the relativ
 neuron is named by where it sits in its layer, a fraction of the layer: the same neuron of a
 layer twice as wide gets the same code, every width maps into [0, span), and a layer of exactly
 span neurons keeps the index code.
+
+The layer part F(l) may also be depth-independent (:func:`layer_positions`): the index code
+names the destination layer by its index l = 0, 1, ..., so a rule meta-trained on two hidden
+layers reads an output layer at index 3 (three hidden layers) it never saw, and takes the
+output of a one-hidden-layer network for a hidden layer. The role code names what a layer
+does, l' = 0 (from the input layer), 1 (hidden to hidden), 2 (into the output layer); the
+relative code places block l of a network of L layers at 2 l / (L - 2), a fraction of the
+depth scaled to [0, 2]. Both equal the index code on two hidden layers, so a rule trained on
+[n, X, Y, m] with the index code reads the same codes there under either.
 """
 
 from __future__ import annotations
@@ -68,26 +77,49 @@ def relative_positions(topo, span: float) -> torch.Tensor:
     return q
 
 
-def cell_layers(topo) -> torch.Tensor:
-    """(cells,) the layer index l of each weight's destination layer l + 1."""
-    return torch.cat([torch.full((o * i,), b.dst - 1) for b, (o, i) in zip(topo.blocks, topo.block_shapes)])
+LAYER_CODES = ("index", "role", "relative")
 
 
-def network_code(topo, positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """positions (S, nodes) -> (S, cells, 3 dim) = [F(q_src), F(q_dst), F(layer)] per weight."""
+def layer_positions(topo, mode: str = "index") -> torch.Tensor:
+    """(cells,) float: the layer position of each weight's block (src -> dst) in a network of L layers:
+
+        index     dst - 1
+        role      2 if dst = L - 1 (into the output), else 0 if src = 0 (from the input), else 1
+        relative  2 (dst - 1) / (L - 2)   (2 when L = 2)
+
+    role and relative equal index for L = 4 (two hidden layers) and are defined at any depth."""
+    if mode not in LAYER_CODES:
+        raise ValueError(f"layer code must be one of {LAYER_CODES}, not {mode!r}")
+    L = len(topo.sizes)
+    vals = []
+    for b in topo.blocks:
+        if mode == "index":
+            vals.append(float(b.dst - 1))
+        elif mode == "role":
+            vals.append(2.0 if b.dst == L - 1 else 0.0 if b.src == 0 else 1.0)
+        else:
+            vals.append(2.0 * (b.dst - 1) / (L - 2) if L > 2 else 2.0)
+    return torch.cat([torch.full((o * i,), v) for v, (o, i) in zip(vals, topo.block_shapes)])
+
+
+def network_code(topo, positions: torch.Tensor, dim: int, layer_code: str = "index") -> torch.Tensor:
+    """positions (S, nodes) -> (S, cells, 3 dim) = [F(q_src), F(q_dst), F(layer)] per weight
+    (layer: :func:`layer_positions` with ``layer_code``)."""
     S = len(positions)
     Fq = fourier(positions.flatten().cpu(), dim).view(S, topo.n_nodes, dim)
-    layer = fourier(cell_layers(topo), dim).expand(S, -1, -1)
+    layer = fourier(layer_positions(topo, layer_code), dim).expand(S, -1, -1)
     return torch.cat([Fq[:, topo.src], Fq[:, topo.dst], layer], -1)
 
 
 class NeuronCode:
-    """A topology whose S networks carry their own neuron positions (S, nodes): ``cell_code``
-    serves :func:`network_code` (S, cells, width), computed once; everything else is the
-    wrapped topology's."""
+    """A topology whose S networks carry their own neuron positions (S, nodes) (S = 1: shared by
+    all) and layer code: ``cell_code`` serves :func:`network_code` (S, cells, width), computed
+    once; everything else is the wrapped topology's."""
 
-    def __init__(self, topo, positions: torch.Tensor):
-        self.topo, self.positions = topo, positions
+    def __init__(self, topo, positions: torch.Tensor, layer_code: str = "index"):
+        if layer_code not in LAYER_CODES:
+            raise ValueError(f"layer code must be one of {LAYER_CODES}, not {layer_code!r}")
+        self.topo, self.positions, self.layer_code = topo, positions, layer_code
         self._code: dict = {}
 
     def __getattr__(self, name):
@@ -98,5 +130,5 @@ class NeuronCode:
             raise ValueError(f"the positional code has 3 equal parts; width {width} is not a multiple of 3")
         key = (width, str(device))
         if key not in self._code:
-            self._code[key] = network_code(self.topo, self.positions, width // 3).to(device)
+            self._code[key] = network_code(self.topo, self.positions, width // 3, self.layer_code).to(device)
         return self._code[key]

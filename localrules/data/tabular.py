@@ -2,6 +2,8 @@
 
 - ``iris``: scikit-learn's iris, standardised with the training split's mean and std.
 - ``digits``: scikit-learn's 8x8 digits (64 features in [0, 1]).
+- ``wine``, ``breast_cancer``: scikit-learn's wine (13 features, 3 classes) and breast cancer
+  (30 features, 2 classes), standardised as iris.
 - ``mnist``: all 70,000 MNIST digits (train + test files) shuffled together and split 80/20,
   as in the MetaNCA abstract; 784 features in [0, 1].
 """
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-DATASETS = ("iris", "digits", "mnist")
+DATASETS = ("iris", "digits", "mnist", "wine", "breast_cancer")
+STANDARDISED = ("iris", "wine", "breast_cancer")  # features scaled by the training split's mean and std
 
 
 @dataclass
@@ -44,6 +47,11 @@ def load_split(name: str, seed: int = 0, data_dir=None, test_frac: float = 0.2) 
 
         d = load_digits()
         x, y = (d.data / 16.0).astype(np.float32), d.target
+    elif name in ("wine", "breast_cancer"):
+        from sklearn import datasets
+
+        d = getattr(datasets, f"load_{name}")()
+        x, y = d.data.astype(np.float32), d.target
     elif name == "mnist":
         from .mnist import load_mnist
 
@@ -57,7 +65,7 @@ def load_split(name: str, seed: int = 0, data_dir=None, test_frac: float = 0.2) 
     n_test = int(round(len(x) * test_frac))
     test, train = perm[:n_test], perm[n_test:]
     xtr, xte = x[train], x[test]
-    if name == "iris":
+    if name in STANDARDISED:
         mu, sd = xtr.mean(0), xtr.std(0)
         xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     t = lambda a, dt: torch.as_tensor(np.ascontiguousarray(a), dtype=dt)  # noqa: E731

@@ -57,6 +57,21 @@ def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps:
     return torch.cat(accs)
 
 
+def finished_cells(cell, jobs, workers: int = 0, ray: str | None = None, device="cpu"):
+    """Yield ``cell(job)`` for every job as it finishes: as Ray tasks (``ray``), in ``workers``
+    one-thread CPU processes (> 1), or one after the other in this process."""
+    if ray:
+        from .ray_cells import run_cells
+
+        yield from run_cells(cell, jobs, ray, gpu=torch.device(device).type == "cuda")
+    elif workers > 1:
+        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for fut in as_completed([pool.submit(cell, j) for j in jobs]):
+                yield fut.result()
+    else:
+        yield from map(cell, jobs)
+
+
 def _heatmap_cell(args):
     checkpoint, data, x, y, samples, steps, seed, device, adam_epochs = args
     rule, cfg, _ = mn.load(checkpoint, device)
@@ -115,19 +130,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
 
     jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
     bar = progress_bar(total=len(grid), initial=len(grid) - len(todo), disable=not progress, desc="heatmap")
-    def finished():  # cells as they finish: Ray tasks, worker processes, or this process
-        if ray:
-            from .ray_cells import run_cells
-
-            yield from run_cells(_heatmap_cell, jobs, ray, gpu=torch.device(device).type == "cuda")
-        elif workers > 1:
-            with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                for fut in as_completed([pool.submit(_heatmap_cell, j) for j in jobs]):
-                    yield fut.result()
-        else:
-            yield from map(_heatmap_cell, jobs)
-
-    for c in finished():
+    for c in finished_cells(_heatmap_cell, jobs, workers, ray, device):
         done[(c["x"], c["y"])] = c
         save()
         bar.update()

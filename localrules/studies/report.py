@@ -128,14 +128,15 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
              f"pixels blanked (mask seed {res['seed']}, the same masks for every model); PSNR on [0, 1] "
              "images over the whole 28x28 image; digit-ID accuracy by the shipped reference classifier "
              f"(accuracy on the clean digits: {res['classifier_accuracy_on_clean']:.4f}).", "",
-             "| model | PSNR (dB) | digit-ID accuracy | parameters | MFLOP / digit | the text claims |",
-             "|---|---|---|---|---|---|"]
+             "| model | PSNR (dB) | digit-ID accuracy | parameters | batches (last run) | MFLOP / digit | the text claims |",
+             "|---|---|---|---|---|---|---|"]
     for name, row in res["models"].items():
         flops = f"{row['flops_per_sample'] / 1e6:.1f}" if row.get("flops_per_sample") else "-"
+        batches = f"{row['batches']:,}" if row.get("batches") is not None else "-"
         claim = RESTORE_CLAIMS.get(name)
         claim = f"{claim[0]} dB / {claim[1]:.2f}" if claim else "-"
         lines.append(f"| {name} | {row['psnr_db']:.2f} | {row['digit_id_accuracy']:.4f} | {row['params']:,} | "
-                     f"{flops} | {claim} |")
+                     f"{batches} | {flops} | {claim} |")
     lines.append("")
     for title, table in (("Other masks (`--mask-fracs`, `--region-fracs`): PSNR (dB) / digit-ID accuracy",
                           res.get("masks")),
@@ -147,7 +148,7 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
             lines += [f"| {key} | " + " | ".join(f"{r[n]['psnr_db']:.2f} / {r[n]['digit_id_accuracy']:.4f}"
                                                  for n in names) + " |" for key, r in table.items()]
             lines.append("")
-    for name in ("hybrid", "ca", "cnn-ae", "classifier"):
+    for name in (*(n for n in res["models"] if n not in ("knn", "interpolation")), "classifier"):
         if (folder / name / "model.json").is_file():
             _, meta = load_model_files(folder / name / "model")
             lines += [f"## Training: {name}", ""] + training_lines(meta)

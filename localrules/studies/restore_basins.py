@@ -10,6 +10,12 @@ and cluster them with k-means for k = 2..k_max. The number of basins is the k of
 
 by the reference classifier's reading of each final image (all starts) and by the true
 label (masked digits only).
+
+With ``damage_frac`` > 0 (the text: 30 % of the cells zeroed mid-run) every start is run again
+with that fraction of its cells zeroed before step steps // 2 (torch seed ``seed``); its final
+state is projected on the same components and assigned to the nearest basin centre:
+``same_basin`` is the share that ends in the basin of its intact run, ``same_digit`` the share
+read as the same digit.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ import torch
 
 
 @torch.inference_mode()
-def final_states(model, starts: torch.Tensor, steps: int, batch_size: int = 100) -> torch.Tensor:
-    """starts (N, L, L, C) -> final lattices (N, L, L, C) after ``steps`` steps."""
-    return torch.cat([model.run(starts[i : i + batch_size], steps) for i in range(0, len(starts), batch_size)])
+def final_states(model, starts: torch.Tensor, steps: int, batch_size: int = 100,
+                 damage_frac: float = 0.0) -> torch.Tensor:
+    """starts (N, L, L, C) -> final lattices (N, L, L, C) after ``steps`` steps (``damage_frac``
+    of the cells zeroed halfway when > 0)."""
+    kw = {"damage_frac": damage_frac} if damage_frac else {}
+    return torch.cat([model.run(starts[i : i + batch_size], steps, **kw) for i in range(0, len(starts), batch_size)])
 
 
 def purity(clusters: np.ndarray, labels: np.ndarray) -> float:
@@ -33,7 +42,8 @@ def purity(clusters: np.ndarray, labels: np.ndarray) -> float:
 
 
 def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_noise: int = 100,
-           mask_frac: float = 0.95, steps: int | None = None, k_max: int = 15, seed: int = 0) -> tuple[dict, dict]:
+           mask_frac: float = 0.95, steps: int | None = None, k_max: int = 15, seed: int = 0,
+           damage_frac: float = 0.0) -> tuple[dict, dict]:
     """Cluster final states started from ``n_noise`` noise seeds, the blank input and the
     masked ``images`` (M, 28, 28). Returns (result JSON, arrays for the figure)."""
     from sklearn.cluster import KMeans
@@ -58,14 +68,15 @@ def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_nois
         outs = model.read(final)
         read_as = torch.cat([classifier(outs[i : i + 500]).argmax(1) for i in range(0, len(outs), 500)]).cpu().numpy()
     feats = final.flatten(1).float().cpu().numpy()
-    feats = PCA(n_components=min(50, *feats.shape), random_state=seed).fit_transform(feats)
+    pca = PCA(n_components=min(50, *feats.shape), random_state=seed).fit(feats)
+    feats = pca.transform(feats)
     scores, fits = {}, {}
     for k in range(2, min(k_max, len(feats) - 1) + 1):
         km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(feats)
-        fits[k] = km.labels_
+        fits[k] = km
         scores[k] = float(silhouette_score(feats, km.labels_, random_state=seed))
     best = max(scores, key=scores.get)
-    clusters = fits[best]
+    clusters = fits[best].labels_
     true = labels.cpu().numpy()
     is_masked = kinds == "masked"
     rows = []
@@ -82,5 +93,17 @@ def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_nois
            "classifier_accuracy_masked": float((read_as[is_masked] == true).mean()) if is_masked.any() else None,
            "digits_read_from_noise": np.bincount(read_as[kinds == "noise"], minlength=10).tolist(),
            "basins": rows}
+    if damage_frac:
+        torch.manual_seed(seed)
+        hit = final_states(model, starts, steps, damage_frac=damage_frac)
+        with torch.inference_mode():
+            hit_out = model.read(hit)
+            hit_read = torch.cat([classifier(hit_out[i : i + 500]).argmax(1) for i in range(0, len(hit_out), 500)]).cpu().numpy()
+        hit_clusters = fits[best].predict(pca.transform(hit.flatten(1).float().cpu().numpy()))
+        same, digit = hit_clusters == clusters, hit_read == read_as
+        res["damage"] = {"frac": damage_frac, "same_basin": float(same.mean()), "same_digit": float(digit.mean()),
+                         "by_start": {k: {"same_basin": float(same[kinds == k].mean()),
+                                          "same_digit": float(digit[kinds == k].mean())}
+                                      for k in ("noise", "blank", "masked") if (kinds == k).any()}}
     mean_out = torch.stack([outs[torch.as_tensor(clusters == c, device=outs.device)].mean(0) for c in range(best)])
     return res, {"clusters": clusters, "kinds": kinds, "features": feats, "basin_images": mean_out.cpu()}

@@ -52,14 +52,16 @@ def plot_magnitudes(results: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_heatmap(results: dict, path: str | Path) -> Path:
+def plot_heatmap(results: dict, path: str | Path, xkey: str = "x", ykey: str = "y", xlabel: str = "X",
+                 ylabel: str = "Y", arch: str = "[in, X, Y, out]") -> Path:
     """MetaNCA Figure 2: mean accuracy per [n_in, X, Y, n_out]; meta-training cells outlined.
-    With the Adam baseline: grown, Adam and grown / Adam side by side."""
+    With the Adam baseline: grown, Adam and grown / Adam side by side. ``xkey`` / ``ykey``: the
+    cell fields on the axes (e.g. width and depth of ``study heatmap --depth --width``)."""
     import numpy as np
 
     cells = results["cells"]
-    xs = sorted({c["x"] for c in cells})
-    ys = sorted({c["y"] for c in cells})
+    xs = sorted({c[xkey] for c in cells})
+    ys = sorted({c[ykey] for c in cells})
     panels = [("mean_accuracy", "grown networks: mean test accuracy")]
     if all("adam_accuracy" in c for c in cells):
         panels += [("adam_accuracy", f"{adam_label(results.get('adam_epochs'))}: test accuracy"),
@@ -68,21 +70,109 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width, height), squeeze=False)
     for ax, (field, title) in zip(axes[0], panels):
         grid = np.full((len(ys), len(xs)), np.nan)
-        for c in cells:
-            grid[ys.index(c["y"]), xs.index(c["x"])] = c[field]
+        shown = [c for c in cells if c[field] is not None]  # a ratio is None where Adam scores 0
+        for c in shown:
+            grid[ys.index(c[ykey]), xs.index(c[xkey])] = c[field]
         im = ax.imshow(grid, origin="lower", cmap="viridis", vmin=np.nanmin(grid), vmax=np.nanmax(grid))
-        for c in cells:
-            i, j = ys.index(c["y"]), xs.index(c["x"])
+        for c in shown:
+            i, j = ys.index(c[ykey]), xs.index(c[xkey])
             ax.text(j, i, f"{c[field]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if c[field] < np.nanmean(grid) else "black")
             if c.get("in_training"):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
         ax.set(xticks=range(len(xs)), xticklabels=xs, yticks=range(len(ys)), yticklabels=ys,
-               xlabel="X", ylabel="Y")
-        ax.set_title(f"{title}\n[in, X, Y, out]", fontsize=10)
+               xlabel=xlabel, ylabel=ylabel)
+        ax.set_title(f"{title}\n{arch}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.04)
     if any(c.get("in_training") for c in cells):
         fig.suptitle("red outline: an architecture the rule was meta-trained on", fontsize=9, color="red")
+    return _save(fig, path)
+
+
+def plot_depth_width(results: dict, path: str | Path) -> Path:
+    """``study heatmap --depth --width``: one cell per depth (rows) x width (columns), every hidden
+    layer that width; grown, Adam and grown / Adam as :func:`plot_heatmap`."""
+    return plot_heatmap(results, path, xkey="width", ykey="depth", xlabel="width of every hidden layer",
+                        ylabel="hidden layers", arch="[in, width x depth, out]")
+
+
+def plot_architectures(results: dict, path: str | Path) -> Path:
+    """``study architectures``: grown against Adam accuracy per architecture (colour: depth,
+    meta-training architectures ringed), and grown / Adam against the total hidden units."""
+    cells = results["cells"]
+    depths = sorted({c["depth"] for c in cells})
+    cmap = plt.get_cmap("viridis", max(len(depths), 2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, d in enumerate(depths):
+        sub = [c for c in cells if c["depth"] == d]
+        kw = dict(color=cmap(k), s=18, label=f"{d} hidden")
+        if all("adam_accuracy" in c for c in sub):
+            axes[0].scatter([c["adam_accuracy"] for c in sub], [c["mean_accuracy"] for c in sub], **kw)
+            sub = [c for c in sub if c["ratio"] is not None]
+            axes[1].scatter([sum(c["hidden"]) for c in sub], [c["ratio"] for c in sub], **kw)
+        else:
+            axes[1].scatter([sum(c["hidden"]) for c in sub], [c["mean_accuracy"] for c in sub], **kw)
+    ringed = [c for c in cells if c.get("in_training") and "adam_accuracy" in c]
+    if ringed:
+        axes[0].scatter([c["adam_accuracy"] for c in ringed], [c["mean_accuracy"] for c in ringed], s=70,
+                        facecolors="none", edgecolors="red", label="meta-trained on")
+    axes[0].plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+    axes[0].set(xlabel=f"Adam ({results.get('adam_epochs', 0):g} epochs) test accuracy", ylabel="grown test accuracy", xlim=(0, 1), ylim=(0, 1),
+                title=f"{len(cells)} architectures")
+    axes[1].axhline(1.0, color="grey", ls=":", lw=1)
+    has_adam = all("ratio" in c for c in cells)
+    axes[1].set(xlabel="hidden units in all", xscale="log", ylabel="grown / Adam" if has_adam else "grown accuracy",
+                title="per architecture")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_datasets(results: dict, path: str | Path) -> Path:
+    """``study datasets``: test accuracy per dataset: grown (zero-shot), grown after the
+    meta-fine-tune, Adam per epoch count, logistic regression; chance marked."""
+    import numpy as np
+
+    rows = results["rows"]
+    bars = [("grown", "grown (MNIST rule)")]
+    if all("finetuned" in r for r in rows):
+        bars.append(("finetuned", f"grown, fine-tuned {results['finetune_iters']} it."))
+    bars += [(("adam", k), f"Adam {k} epoch(s)") for k in rows[0]["adam"]]
+    bars.append(("logistic_regression", "logistic regression"))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(rows), 3.8))
+    x = np.arange(len(rows))
+    w = 0.8 / len(bars)
+    for k, (key, label) in enumerate(bars):
+        vals = [r[key[0]][key[1]] if isinstance(key, tuple) else r[key] for r in rows]
+        ax.bar(x + (k - (len(bars) - 1) / 2) * w, vals, w, label=label)
+    for i, r in enumerate(rows):
+        ax.hlines(r["chance"], i - 0.45, i + 0.45, color="grey", ls=":", lw=1)
+    ax.set(xticks=x, xticklabels=[f"{r['dataset']}\n{r['arch']}" for r in rows], ylim=(0, 1.05),
+           ylabel="test accuracy", title="Beyond MNIST (dotted: chance)")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
+def plot_stability(results: dict, path: str | Path) -> Path:
+    """``study stability``: the measured rule's test accuracy over updates (best and the 0.02 band
+    marked), or both rules' training loss over updates (with / without sample pooling)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if "accuracy_curve" in results:
+        acc = results["accuracy_curve"]
+        ax.plot(_steps(acc), acc)
+        ax.axhline(results["best_accuracy"] - 0.02, color="grey", ls=":", label="best - 0.02")
+        ax.axvline(results["updates_to_best"], color="red", ls=":", lw=1, label="best")
+        ax.set(ylabel="mean test accuracy", ylim=(0, 1), title=f"Stability: {results['arch']}")
+    else:
+        for name, row in results.items():
+            ax.plot(_steps(row["loss_curve"]), row["loss_curve"], label=name.replace("_", " "))
+        ax.set(ylabel="mean training loss", yscale="log", title="Stability with / without sample pooling")
+    ax.set(xlabel="rule update")
+    ax.grid(alpha=0.3)
+    ax.legend()
     return _save(fig, path)
 
 

@@ -273,14 +273,21 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
     assert progress[-1] < next(i for i, ln in enumerate(lines) if ln.startswith("16 digits"))
     assert not any(c in res.output for c in "\r\x1b")
     table = json.loads((tmp_path / "t.json").read_text())
-    assert set(table["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
-    assert set(table["masks"]) == {"pixels-0.5", "pixels-0.7", "pixels-0.9", "region-0.25", "region-0.5"}
+    assert set(table["models"]) == {"hybrid", "ca", "cnn-ae", "knn", "interpolation"}  # kNN on by default
+    assert table["knn_train_digits"] == 60_000 and table["models"]["knn"]["flops_per_sample"] == 4 * 784 * 60_000
+    assert all(set(r) >= {"params", "batches", "flops_per_sample"} for r in table["models"].values())
+    assert set(table["masks"]) == {"pixels-0.5", "pixels-0.7", "pixels-0.85", "pixels-0.9", "region-0.25", "region-0.5"}
     assert set(table["steps"]) == {"1x", "2x", "5x"} and table["steps"]["5x"]["hybrid"]["steps"] == 50
     from PIL import Image
 
-    with Image.open(tmp_path / "t.png") as im:  # 8 digits x 6 rows (masked, 3 models, floor, clean) at 110 dpi
-        assert im.format == "PNG" and im.size == (1100, 726)
-    assert "| hybrid |" in (tmp_path / "card.md").read_text()
+    with Image.open(tmp_path / "t.png") as im:  # 8 digits x 7 rows (masked, 3 models, kNN, floor, clean) at 110 dpi
+        assert im.format == "PNG" and im.size == (1100, 847)
+    assert "| hybrid |" in (tmp_path / "card.md").read_text() and "| knn |" in (tmp_path / "card.md").read_text()
+    res = CliRunner().invoke(app, ["eval", "restore", "--models", str(folder), "--n", "4", "--data-dir", str(mnist_dir),
+                                   "--json", str(tmp_path / "t2.json"), "--device", "cpu", "--no-knn",
+                                   "--mask-fracs", "", "--region-fracs", "", "--steps", ""])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads((tmp_path / "t2.json").read_text())["models"]) == {"hybrid", "ca", "cnn-ae", "interpolation"}
     res = CliRunner().invoke(app, ["study", "restore-damage", "--models", str(folder), "--n", "16",
                                    "--data-dir", str(mnist_dir), "--json", str(tmp_path / "d.json"),
                                    "--device", "cpu"])
