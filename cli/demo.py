@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -58,13 +59,21 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def _log_to_console() -> None:
+@contextmanager
+def _log_to_console():
+    """The playground's log lines (sessions opened and closed) on stderr while the server runs;
+    the handler goes when it stops, so a later server in the same process (a test suite) logs
+    only to logging's own handlers."""
     logger = logging.getLogger("localrules.demo")
-    if not logger.handlers:
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    handler, level = _Stderr(), logger.level
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def demo(
@@ -72,8 +81,9 @@ def demo(
                                     help="Which system to play with: mnist-selfclassify or restore."),
     checkpoint: Optional[Path] = typer.Option(
         None, help="mnist-selfclassify: a model.safetensors (default: the shipped robust model, fine-tuned on scaled, "
-        "shifted, rotated, thinner and thicker digits, as drawn ones are; the paper's model is "
-        "localrules/pretrained/mnist-selfclassify-l2noise.safetensors). "
+        "shifted, rotated, thinner and thicker digits, as drawn ones are: "
+        "mnist-selfclassify-robust in localrules/pretrained; the paper's model is "
+        "mnist-selfclassify-l2noise in the same folder). "
         "restore: a folder holding hybrid/model.safetensors (default: the shipped models; yours are in runs/restore)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens the page to your network (no authentication: a warning is printed)."),
@@ -98,27 +108,26 @@ def demo(
             raise typer.BadParameter(f"{origin!r} is not an origin like http://host:port",
                                      param_hint="--allow-origin")
     dev = setup(device, threads)
-    _log_to_console()
+    with _log_to_console():
+        from localrules.demo import session
+        from localrules.demo.server import serve
 
-    from localrules.demo import session
-    from localrules.demo.server import serve
+        digits = session.load_test_digits(data_dir)
+        if task is DemoTask.mnist_selfclassify:
+            dm = session.selfclassify_demo(path, digits, dev)
+        else:
+            dm = session.restore_demo(path, digits, dev)
+        typer.echo(f"{task.value}: model {dm.info['checkpoint']}, {len(digits):,} test digits "
+                   f"({digits.source}), device={dev}")
 
-    digits = session.load_test_digits(data_dir)
-    if task is DemoTask.mnist_selfclassify:
-        dm = session.selfclassify_demo(path, digits, dev)
-    else:
-        dm = session.restore_demo(path, digits, dev)
-    typer.echo(f"{task.value}: model {dm.info['checkpoint']}, {len(digits):,} test digits "
-               f"({digits.source}), device={dev}")
+        def ready(url: str) -> None:
+            typer.echo(f"playground at {url}  (open it in a browser; Ctrl-C stops the server)")
 
-    def ready(url: str) -> None:
-        typer.echo(f"playground at {url}  (open it in a browser; Ctrl-C stops the server)")
-
-    warning = exposure_warning(host)
-    if warning:
-        typer.echo(warning, err=True)
-    try:
-        serve(dm, host, port, ready=ready, allow_origins=allow_origin or ())
-    except OSError as e:
-        raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                                 param_hint="--host/--port") from None
+        warning = exposure_warning(host)
+        if warning:
+            typer.echo(warning, err=True)
+        try:
+            serve(dm, host, port, ready=ready, allow_origins=allow_origin or ())
+        except OSError as e:
+            raise typer.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                                     param_hint="--host/--port") from None

@@ -18,6 +18,7 @@ from . import demo, metanca, plugins, restore, selfclassify  # noqa: F401  (regi
 from .bench import bench
 from .export import export
 from .common import eval_app, run_app, study_app
+from .helpstyle import VerbOrder, tidy
 from .ranges import apply_ranges
 
 app = typer.Typer(
@@ -25,11 +26,12 @@ app = typer.Typer(
     "and still reach a global result.",
     no_args_is_help=True,
     add_completion=False,
+    cls=VerbOrder,
 )
 
 
 @app.callback()
-def main(quiet: bool = typer.Option(False, "--quiet", help="No progress bars (also LOCALRULES_QUIET=1); they are off anyway when stderr is not a terminal.")):
+def main(quiet: bool = typer.Option(False, "--quiet", help="No progress output (also LOCALRULES_QUIET=1). On a terminal it is a bar; in a pipe, one plain line per 10 % or 30 s.")):
     # the group's help text is the Typer(help=...) above
     if quiet:
         os.environ["LOCALRULES_QUIET"] = "1"  # worker processes inherit it
@@ -43,6 +45,7 @@ app.command("demo")(demo.demo)
 app.command("bench")(bench)
 app.command("export")(export)
 apply_ranges(app)
+tidy(app)
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -9,6 +9,8 @@ from typing import List, Optional
 
 import typer
 
+from . import summary
+from localrules.viz.labels import adam_label
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
 from .options import CLI_DEFAULTS, MN, TRAIN, ints, option
@@ -122,7 +124,7 @@ def run_metanca(
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:
-        typer.echo(f"done: {json.dumps(last)}; rule in {out / 'model.safetensors'}")
+        typer.echo(summary.training(f"a metanca rule on {cfg.dataset}", last, out, "rule"))
 
 
 def _init_from(task, path: Path) -> None:
@@ -163,7 +165,7 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
         if adam_epochs > 0:
             adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
             rows[-1].update(adam_accuracy=adam, ratio=rows[-1]["mean_accuracy"] / adam)
-            line += f"; Adam ({adam_epochs:g} epochs) {adam:.4f}, grown / Adam {rows[-1]['ratio']:.4f}"
+            line += f"; {adam_label(adam_epochs)} {adam:.4f}, grown / Adam {rows[-1]['ratio']:.4f}"
         typer.echo(line)
     return {"checkpoint": str(checkpoint), "dataset": cfg.dataset, "samples": samples, "steps": steps,
             "seed": seed, "adam_epochs": adam_epochs, "archs": rows}
@@ -260,10 +262,12 @@ def study_heatmap(
         from localrules.viz.plots import plot_heatmap
 
         plot_heatmap(res, png)
-    typer.echo(f"{len(res['cells'])} cells: mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, "
-               f"best {res['best_cell']:.4f}; {json_out}")
+    files = f"results in {json_out}" + (f", figure in {png}" if png else "")
+    typer.echo(f"heatmap of {checkpoint.name} on {cfg.dataset}: [n_in, X, Y, n_out] networks grown "
+               f"({samples} per cell, {steps} updates); test accuracy over {len(res['cells'])} cells: "
+               f"mean {res['mean_over_cells']:.4f}, worst {res['worst_cell']:.4f}, best {res['best_cell']:.4f}; {files}")
     if "median_ratio" in res:
-        typer.echo(f"Adam ({adam_epochs:g} epochs): mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
+        typer.echo(f"{adam_label(adam_epochs)}: mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
                    f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
 
 
@@ -434,8 +438,12 @@ def study_zeroout(
         from localrules.viz.plots import plot_zeroout
 
         plot_zeroout(res, png)
-    typer.echo(f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
-               f"best after {res['accuracy_best_after']:.4f}, at the end {res['accuracy_recovered']:.4f}; {json_out}")
+    files = f"results in {json_out}" + (f", figure in {png}" if png else "")
+    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {list(sizes)} ({samples} networks): "
+               f"one layer and {frac:.0%} of the other weights zeroed after {steps_before} updates; test accuracy "
+               f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
+               f"best after {res['accuracy_best_after']:.4f}, after {steps_after} more updates "
+               f"{res['accuracy_recovered']:.4f}; {files}")
 
 
 @study_app.command("stability")
@@ -457,7 +465,7 @@ def study_stability(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     ray: Optional[str] = typer.Option(None, help=RAY_HELP),
 ):
-    """Table 1: meta-train with and without sample pooling, then count stable updates."""
+    """Table 1 of the MetaNCA abstract (Barot, "Meta-Neural Cellular Automata"): meta-train with and without sample pooling, then count stable updates."""
     from localrules.data.tabular import load_split
     from localrules.studies.metanca_studies import stability_row
     from localrules.tasks import metanca as mn
@@ -507,6 +515,8 @@ def study_stability(
     for name, r in rows.items():
         typer.echo(f"{name}: {r['updates_to_min']} updates to the minimum loss {r['min_loss']:.4f}, "
                    f"{r['updates_within_10pct']} updates within 10 % of it")
+    typer.echo(f"stability on {dataset.value} {list(sizes)} (Table 1 of the MetaNCA abstract): results in "
+               f"{out / 'stability.json'}, the two rules in {', '.join(str(out / n) for n in names.values())}")
 
 
 @study_app.command("transfer")
@@ -544,4 +554,5 @@ def study_transfer(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(res, indent=1))
     typer.echo(f"{dataset.value} {list(sizes)}: {res['mean_accuracy']:.4f} +- {res['std']:.4f} "
-               f"(chance {res['chance']:.2f}); rule meta-trained on {cfg.dataset}")
+               f"(chance {res['chance']:.2f}) over {samples} networks grown by {checkpoint.name}, meta-trained on "
+               f"{cfg.dataset}" + (f"; results in {json_out}" if json_out else ""))

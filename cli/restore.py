@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup, study_app)
 from .options import CLI_DEFAULTS, RS, TRAIN, option
@@ -136,7 +137,7 @@ def run_restore(
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:
-        typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+        typer.echo(summary.training(f"restore/{cfg.model}", last, out, "weights"))
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -152,6 +153,7 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
 
     import torch
 
+    from localrules.progress import bar as progress_bar
     from localrules.studies.restore_eval import evaluate
     from localrules.tasks.restore import PRETRAINED_DIR
 
@@ -165,16 +167,21 @@ def _eval(folder, n, mask_frac, json_out, png, device, data_dir, seed, card=None
 
         knn_train = to_unit_pixels(load_mnist("train", data_dir)[0]).to(device)
     t0 = time.perf_counter()
+    bar = progress_bar(total=1 + len(pixel_fracs) + len(region_fracs) + len(step_multiples),
+                       desc="eval restore", unit="conditions")  # lines in a pipe: one per condition
     res, restored = evaluate(models, classifier, images, labels, mask_frac, seed, knn_train=knn_train)
+    bar.update()
     if pixel_fracs or region_fracs:
         from localrules.studies.restore_eval import evaluate_masks
 
         res["masks"] = evaluate_masks(models, classifier, images, labels, pixel_fracs, region_fracs, seed,
-                                      knn_train=knn_train)
+                                      knn_train=knn_train, tick=bar.update)
     if step_multiples:
         from localrules.studies.restore_eval import evaluate_steps
 
-        res["steps"] = evaluate_steps(models, classifier, images, labels, step_multiples, mask_frac, seed)
+        res["steps"] = evaluate_steps(models, classifier, images, labels, step_multiples, mask_frac, seed,
+                                      tick=bar.update)
+    bar.close()
     res["seconds"] = time.perf_counter() - t0
     typer.echo(f"{len(images):,} digits, {res['seconds']:.1f} s on {device} ({torch.get_num_threads()} threads)")
     for name, row in res["models"].items():

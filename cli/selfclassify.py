@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from .helpstyle import panels
+from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
                      resumed_config, run_app, setup)
 from .options import MS, TRAIN, ints, option
@@ -100,7 +102,15 @@ def run_selfclassify(
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
                  command=command_line(), overwrite=overwrite)
     if last:
-        typer.echo(f"done: {json.dumps(last)}; weights in {out / 'model.safetensors'}")
+        typer.echo(summary.training(f"mnist-selfclassify (loss {cfg.loss}, noise {cfg.noise_std:g}, {cfg.engine} engine)", last, out, "weights"))
+
+
+panels(run_selfclassify, {
+    "Run": "pretrained n out resume overwrite init_model",
+    "Model": "loss noise perception engine augment",
+    "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
+    "Machine": "device threads data_dir tensorboard",
+})
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
@@ -129,8 +139,8 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
     if transform:
         return _transform_report(checkpoint, pixels, y, transform, out, json_path, seed, opts)
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, seed=seed, **opts)
-    summary = ", ".join(f"{k}={res[k]:.4f}" for k in SUMMARY if k in res)
-    typer.echo(f"{res['n_digits']} digits, {steps} steps, {res['seconds']:.1f} s: {summary}")
+    line = ", ".join(f"{k}={res[k]:.4f}" for k in SUMMARY if k in res)
+    typer.echo(f"{res['n_digits']} digits, {steps} steps, {res['seconds']:.1f} s: {line}")
     if out:
         typer.echo(f"plots: {', '.join(res.get('plots', []))}")
     if json_path:

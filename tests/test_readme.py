@@ -106,3 +106,30 @@ def test_readme_links_point_at_files():
     targets = [t for t in re.findall(r"\]\(([^)#\s]+)", README.read_text()) if "://" not in t]
     assert targets
     assert [t for t in targets if not (README.parent / t).exists()] == []
+
+
+def test_readme_make_targets_exist():
+    """Every `make TARGET` the README names is a target of the Makefile."""
+    makefile = (README.parent / "Makefile").read_text()
+    targets = set(re.findall(r"^([\w-]+):", makefile, re.M))
+    named = set(re.findall(r"`make (\w[\w-]*)", README.read_text())) | set(re.findall(r"^make (\w[\w-]*)", README.read_text(), re.M))
+    assert {"run", "test", "docs"} <= named and named <= targets, named - targets
+
+
+def test_readme_quick_start_says_how_long_and_how_to_get_chromium():
+    quick = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"`make run` takes about \d+", quick) and re.search(r"`make test` about \d+", quick)
+    assert "apt-get update && apt-get install -y chromium" in quick
+
+
+def test_readme_game_of_life_runs_do_not_collide():
+    """The example script's own run folder and the README's `localrules run game-of-life --out`
+    are different folders (a folder that holds a run is refused)."""
+    import inspect
+
+    import game_of_life
+
+    script_out = str(inspect.signature(game_of_life.run).parameters["out"].default.default)
+    outs = [shlex.split(line)[shlex.split(line).index("--out") + 1] for line in readme_commands()
+            if "game-of-life" in line and "--out" in line]
+    assert outs and script_out not in outs

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch_geometric.nn import MessagePassing
 
 from .perception import OFFSETS, MoorePerception
+from .pyg import MessagePassing
 
 
 class Grid2D:

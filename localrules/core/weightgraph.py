@@ -29,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch_geometric.utils import scatter
+
+from .pyg import scatter
 
 
 def _check_sizes(sizes) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ log = logging.getLogger("localrules.demo")
 
 SIDE = 28
 DEAD = 255  # the label code of a dead cell in frames
+UNDECIDED = 254  # an alive cell before the first step since a load or clear: it has not voted yet
 
 
 # ---------------------------------------------------------------------------- test digits
@@ -165,17 +166,24 @@ class SelfClassifySession:
 
     # read-out
     def labels(self) -> np.ndarray:
-        """(28, 28) uint8: each alive cell's label (argmax of its 10 logits), 255 when dead."""
+        """(28, 28) uint8: each alive cell's label (argmax of its 10 logits), 255 when dead; at
+        step 0 (nothing run since a load or clear: the zero state's argmax would read as 0)
+        every alive cell is 254, undecided."""
         lab = ms.labels_of(self.state).argmax(-1).cpu()
+        if self.steps == 0:
+            lab = torch.full_like(lab, UNDECIDED)
         return torch.where(self.alive, lab, torch.full_like(lab, DEAD)).to(torch.uint8).numpy()
 
     def summary(self) -> dict:
+        """Step, alive cells, votes per label, the majority and its share (None before step 1:
+        nothing is claimed before the cells have spoken), the loaded digit."""
         lab = self.labels()
-        counts = np.bincount(lab[lab != DEAD], minlength=10)
-        alive = int(counts.sum())
-        majority = int(counts.argmax()) if alive else None
+        alive = int((lab != DEAD).sum())
+        counts = np.bincount(lab[lab < 10], minlength=10)
+        voted = int(counts.sum())
+        majority = int(counts.argmax()) if voted else None
         return {"step": self.steps, "alive": alive, "counts": counts.tolist(), "majority": majority,
-                "agreement": float(counts.max() / alive) if alive else None, "loaded": self.loaded}
+                "agreement": float(counts.max() / voted) if voted else None, "loaded": self.loaded}
 
 
 class RestoreSession:

@@ -10,6 +10,7 @@ import torch
 
 from localrules.studies.curves import SUMMARY, selfclassify_curves
 from localrules.tasks import mnist_selfclassify as ms
+from localrules.viz.labels import adam_label
 from localrules.viz.plots import plot_curves, plot_magnitudes
 from localrules.viz.video import label_frames_to_gif
 
@@ -42,7 +43,7 @@ def selfclassify_report(
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        label = f"{cfg.loss}{'+noise' if cfg.noise_std else ''}"
+        label = curve_label(checkpoint, cfg, noise)
         res["plots"] = [str(plot_curves(res, out / "curves.png", label)),
                         str(plot_magnitudes(res, out / "magnitudes.png"))]
         if frames is not None:
@@ -52,6 +53,17 @@ def selfclassify_report(
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=1))
     return res
+
+
+def curve_label(checkpoint, cfg, eval_noise: float) -> str:
+    """The legend of a checkpoint's curves: its name, its own training loss and noise, and the
+    evaluation noise when it differs, e.g. ``mnist-selfclassify-ce (ce, noise 0)``."""
+    path = Path(checkpoint)
+    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    text = f"{name} ({cfg.loss}, noise {cfg.noise_std:g}"
+    if eval_noise != cfg.noise_std:
+        text += f"; evaluated with noise {eval_noise:g}"
+    return text + ")"
 
 
 PAPER = {  # Randazzo et al. 2020, table of Experiment 2 (percent -> fractions)
@@ -170,7 +182,7 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
               f"from random initialisations for {res['steps']} rule updates; test accuracy on the held-out split.",
               ""]
     if res.get("adam_epochs"):
-        lines += [f"| architecture | mean test accuracy | std | Adam ({res['adam_epochs']:g} epochs) | grown / Adam |",
+        lines += [f"| architecture | mean test accuracy | std | {adam_label(res['adam_epochs'])} | grown / Adam |",
                   "|---|---|---|---|---|"]
         lines += [f"| {r['arch']} | {r['mean_accuracy']:.4f} | {r['std']:.4f} | {r['adam_accuracy']:.4f} | "
                   f"{r['ratio']:.4f} |" for r in res["archs"]]
@@ -184,7 +196,7 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
                   f"**{hm['mean_over_cells']:.4f}**, worst cell **{hm['worst_cell']:.4f}**, best cell "
                   f"{hm['best_cell']:.4f}."]
         if "median_ratio" in hm:
-            lines[-1] += (f" Adam ({hm['adam_epochs']:g} epochs) averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
+            lines[-1] += (f" {adam_label(hm['adam_epochs'])} averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
                           f"has median {hm['median_ratio']:.3f} and worst {hm['worst_ratio']:.3f}.")
     zo = studies.get("zeroout")
     if zo:

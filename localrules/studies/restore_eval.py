@@ -121,22 +121,26 @@ def _scores(restored: torch.Tensor, images, labels, classifier) -> dict:
 
 def evaluate_masks(models: dict, classifier, images, labels, pixel_fracs=(0.5, 0.7, 0.9),
                    region_fracs=(0.25, 0.5), seed: int = 0, batch_size: int = 100,
-                   knn_train: torch.Tensor | None = None) -> dict:
+                   knn_train: torch.Tensor | None = None, tick=None) -> dict:
     """{"pixels-0.5": {model: {psnr_db, digit_id_accuracy}}, ..., "region-0.25": ...}: every model
-    and the floor on the same masks; region-f blanks one square of area f (``mask_region``)."""
+    and the floor on the same masks; region-f blanks one square of area f (``mask_region``).
+    ``tick()``, if given, is called after each mask (progress)."""
     out = {}
     for kind, fracs, masker in (("pixels", pixel_fracs, mask_pixels), ("region", region_fracs, mask_region)):
         for f in fracs:
             _, keep = masker(images, f, torch.Generator().manual_seed(seed))
             restored = restore_all(models, images, keep, batch_size, knn_train=knn_train)
             out[f"{kind}-{f:g}"] = {n: _scores(r, images, labels, classifier) for n, r in restored.items()}
+            if tick:
+                tick()
     return out
 
 
 def evaluate_steps(models: dict, classifier, images, labels, multiples=(1, 2, 5), mask_frac: float = 0.7,
-                   seed: int = 0, batch_size: int = 100) -> dict:
+                   seed: int = 0, batch_size: int = 100, tick=None) -> dict:
     """{"2x": {model: {steps, psnr_db, digit_id_accuracy}}}: the lattice models run for
-    multiple x their trained ``cfg.steps`` on the masks of the main table (CNN-AE: no steps)."""
+    multiple x their trained ``cfg.steps`` on the masks of the main table (CNN-AE: no steps).
+    ``tick()``, if given, is called after each multiple (progress)."""
     _, keep = mask_pixels(images, mask_frac, torch.Generator().manual_seed(seed))
     masked = images * keep
     out = {}
@@ -151,6 +155,8 @@ def evaluate_steps(models: dict, classifier, images, labels, multiples=(1, 2, 5)
                                  for i in range(0, len(images), batch_size)])
             row[name] = {"steps": steps, **_scores(rec, images, labels, classifier)}
         out[f"{k:g}x"] = row
+        if tick:
+            tick()
     return out
 
 

@@ -21,7 +21,11 @@ class MetricLog:
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("--tensorboard needs TensorBoard, which is not installed: "
+                                 "pip install 'localrules[tensorboard]'") from None
 
             self._tb = SummaryWriter(str(tensorboard_dir))
 

@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .labels import adam_label  # noqa: E402
 
-def _save(fig, path: str | Path, dpi: int = 120) -> Path:
-    fig.tight_layout()
+
+def _save(fig, path: str | Path, dpi: int = 120, rect=None) -> Path:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
@@ -22,8 +24,9 @@ def _steps(values):
 
 
 def plot_curves(results: dict, path: str | Path, label: str = "model") -> Path:
-    """Two panels: average cell accuracy and total agreement (percent) over steps."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    """Two panels: average cell accuracy and total agreement (percent) over steps; one legend
+    below both, off the curves."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, title in zip(axes, ("accuracy", "agreement"),
                               ("Average cell accuracy (%)", "Total agreement (%)")):
         ax.plot(_steps(results[key]), [100 * v for v in results[key]], label=label)
@@ -31,8 +34,9 @@ def plot_curves(results: dict, path: str | Path, label: str = "model") -> Path:
             ax.axvline(results["mutate_at"], color="grey", ls=":", lw=1, label="mutation")
         ax.set(title=title, xlabel="step", ylim=(0, 100), xlim=(0, len(results[key])))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    return _save(fig, path)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    return _save(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def plot_magnitudes(results: dict, path: str | Path) -> Path:
@@ -60,8 +64,8 @@ def plot_heatmap(results: dict, path: str | Path, xkey: str = "x", ykey: str = "
     ys = sorted({c[ykey] for c in cells})
     panels = [("mean_accuracy", "grown networks: mean test accuracy")]
     if all("adam_accuracy" in c for c in cells):
-        epochs = results.get("adam_epochs", "?")
-        panels += [("adam_accuracy", f"Adam ({epochs} epochs): test accuracy"), ("ratio", "grown / Adam")]
+        panels += [("adam_accuracy", f"{adam_label(results.get('adam_epochs'))}: test accuracy"),
+                   ("ratio", "grown / Adam")]
     width, height = max(4.5, 1 + 0.6 * len(xs)), max(3.2, 0.8 + 0.5 * len(ys))  # small grids keep their titles
     fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width, height), squeeze=False)
     for ax, (field, title) in zip(axes[0], panels):
@@ -80,6 +84,8 @@ def plot_heatmap(results: dict, path: str | Path, xkey: str = "x", ykey: str = "
                xlabel=xlabel, ylabel=ylabel)
         ax.set_title(f"{title}\n{arch}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.04)
+    if any(c.get("in_training") for c in cells):
+        fig.suptitle("red outline: an architecture the rule was meta-trained on", fontsize=9, color="red")
     return _save(fig, path)
 
 

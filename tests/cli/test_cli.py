@@ -72,9 +72,9 @@ def test_eval_user_arrays_writes_json_and_plots(tmp_path, small_digits, untraine
     assert out["top_agreement"] == max(out["agreement"])
     from PIL import Image
 
-    # figure sizes (inches x 120 dpi) and the GIF: 12 digits of 16 x 16 cells in rows of 8 (17 cells a
+    # figure sizes (inches x 120 dpi; curves.png 4.2 in high, its legend below the panels) and the GIF: 12 digits of 16 x 16 cells in rows of 8 (17 cells a
     # tile, 4 pixels a cell, 16-pixel bands above and below), every 2nd of the 6 steps
-    sizes = {"curves.png": ((1320, 456), 1), "magnitudes.png": ((780, 456), 1), "cells.gif": ((544, 168), 3)}
+    sizes = {"curves.png": ((1320, 504), 1), "magnitudes.png": ((780, 456), 1), "cells.gif": ((544, 168), 3)}
     for f, (size, n_frames) in sizes.items():
         with Image.open(tmp_path / "plots" / f) as im:
             assert im.size == size and getattr(im, "n_frames", 1) == n_frames, f

@@ -29,7 +29,7 @@ def test_resume_goes_to_the_recorded_target_and_applies_a_new_lr(tmp_path, conso
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["iteration"] == 4 and meta["train"]["iterations"] == 4 and meta["train"]["minutes"] == 0
     code, text, _ = console(*TINY, "--out", out, "--resume")
-    assert code == 0 and "nothing to do" in text and "done:" not in text
+    assert code == 0 and "nothing to do" in text and "trained" not in text
     code, text, _ = console(*TINY, "--out", out, "--resume", "--iterations", "6", "--lr", "0.002")
     assert code == 0 and "resuming at 4 of 6 iterations with lr 0.001 -> 0.002" in text, text
     meta = json.loads((tmp_path / "run" / "model.json").read_text())

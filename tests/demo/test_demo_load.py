@@ -351,3 +351,18 @@ def test_cli_warns_for_host_0000(monkeypatch, sc_checkpoint):
     assert calls and calls[0][1]["allow_origins"] == ["http://lan:8000"]
     res = CliRunner().invoke(app, ["demo", "--checkpoint", str(sc_checkpoint), "--port", "0", "--device", "cpu"])
     assert res.exit_code == 0 and "no authentication" not in res.output
+
+
+def test_the_console_log_goes_when_the_server_stops(monkeypatch, sc_checkpoint):
+    """`demo` shows the session lines on stderr only while it serves: afterwards the logger has no
+    handler of its own left, so a later server in this process (another test) logs through
+    logging alone, which pytest captures, and no "session N closed" line lands between the dots."""
+    import logging
+
+    logger = logging.getLogger("localrules.demo")
+    before = list(logger.handlers), logger.level
+    seen = []
+    monkeypatch.setattr(S, "serve", lambda *a, **kw: seen.append(len(logger.handlers)))
+    res = CliRunner().invoke(app, ["demo", "--checkpoint", str(sc_checkpoint), "--port", "0", "--device", "cpu"])
+    assert res.exit_code == 0 and seen == [len(before[0]) + 1]  # while serving: the console handler
+    assert (list(logger.handlers), logger.level) == before

@@ -13,6 +13,7 @@ from localrules.tasks import restore as rs
 from localrules.demo import protocol as P
 from localrules.demo.session import (
     DEAD,
+    UNDECIDED,
     RestoreSession,
     SelfClassifySession,
     brush_mask,
@@ -81,6 +82,19 @@ def test_sample_draws_a_test_digit_of_that_label_and_resamples(demo_digits):
 
 
 # ---------------------------------------------------------------------------- self-classifying
+
+
+def test_the_first_frame_claims_nothing(sc):
+    """A freshly loaded digit at step 0: no majority, no agreement, every alive cell undecided
+    (the zero state's argmax would read "100 % agree on 0")."""
+    sc.load_digit(3)
+    s, lab = sc.summary(), sc.labels()
+    assert s["step"] == 0 and s["alive"] == int(sc.alive.sum()) > 0
+    assert s["majority"] is None and s["agreement"] is None and sum(s["counts"]) == 0
+    assert (lab[sc.alive.numpy()] == UNDECIDED).all() and (lab[~sc.alive.numpy()] == DEAD).all()
+    sc.step(1)
+    s = sc.summary()
+    assert s["majority"] in range(10) and 0 < s["agreement"] <= 1 and sum(s["counts"]) == s["alive"]
 
 
 def test_selfclassify_load_step_and_summary(sc, demo_digits):

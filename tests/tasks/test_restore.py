@@ -267,6 +267,14 @@ def test_restore_cli_on_real_digits(tmp_path, mnist_dir):
                                    "--card", str(tmp_path / "card.md")])
     assert res.exit_code == 0, res.output
     table = json.loads((tmp_path / "t.json").read_text())
+    # off a terminal: one plain progress line per condition before the table, no control characters
+    lines = res.output.splitlines()
+    progress = [i for i, ln in enumerate(lines) if ln.startswith("eval restore: ")]
+    done = [int(lines[i].split(": ")[1].split("/")[0]) for i in progress]  # a slow machine adds 30 s lines
+    k = 1 + len(table["masks"]) + len(table["steps"])
+    assert set(done) == set(range(1, k + 1)) and done == sorted(done) and f"{k}/{k} conditions (100 %)" in lines[progress[-1]]
+    assert progress[-1] < next(i for i, ln in enumerate(lines) if ln.startswith("16 digits"))
+    assert not any(c in res.output for c in "\r\x1b")
     assert set(table["models"]) == {"hybrid", "ca", "cnn-ae", "knn", "interpolation"}  # kNN on by default
     assert table["knn_train_digits"] == 60_000 and table["models"]["knn"]["flops_per_sample"] == 4 * 784 * 60_000
     assert all(set(r) >= {"params", "batches", "flops_per_sample"} for r in table["models"].values())

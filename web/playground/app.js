@@ -255,20 +255,21 @@
     if (!dirty || !pg.ready) return;
     dirty = false;
     if (pg.system === "restore") return renderRestore();
-    const lab = labels(), dead = hexRgb(manifest.dead_colour);
-    blit(grid, (i) => (lab[i] === DEAD ? dead : palette[lab[i]]));
+    const lab = labels(), dead = hexRgb(manifest.dead_colour), undecided = [176, 176, 176];
+    const voted = pg.steps > 0;  // at step 0 the zero state's argmax would read as "agree on 0"
+    blit(grid, (i) => (lab[i] === DEAD ? dead : voted ? palette[lab[i]] : undecided));
     $("step").textContent = pg.steps;
     const counts = new Array(10).fill(0);
     let n = 0;
     for (const l of lab) if (l !== DEAD) { counts[l] += 1; n += 1; }
     const majority = counts.indexOf(Math.max(...counts));
-    $("stat-line").textContent = n
-      ? `${n} alive cells · ${((100 * counts[majority]) / n).toFixed(1)} % agree on ${majority}`
-      : "no alive cells: draw or load a digit";
+    $("stat-line").textContent = !n ? "no alive cells: draw or load a digit"
+      : !voted ? `${n} alive cells · no votes yet: step or play`
+      : `${n} alive cells · ${((100 * counts[majority]) / n).toFixed(1)} % agree on ${majority}`;
     const entries = $("legend").children;
     for (let d = 0; d < 10; d++) {
-      entries[d].querySelector(".share").textContent = n ? `${((100 * counts[d]) / n).toFixed(0)} %` : "";
-      entries[d].classList.toggle("majority", n > 0 && majority === d);
+      entries[d].querySelector(".share").textContent = n && voted ? `${((100 * counts[d]) / n).toFixed(0)} %` : "";
+      entries[d].classList.toggle("majority", n > 0 && voted && majority === d);
     }
   }
   function renderRestore() {

@@ -126,16 +126,18 @@
 
   function renderSelfClassify(f, h) {
     const labels = decode(f.labels), dead = hexRgb(h.dead_colour), cols = demo.palette;
-    blit(grid, (i) => (labels[i] === 255 ? dead : cols[labels[i]]));
+    const undecided = [176, 176, 176];  // 254: alive, no step run yet
+    blit(grid, (i) => (labels[i] === 255 ? dead : labels[i] === 254 ? undecided : cols[labels[i]]));
     $("step-of").textContent = "";
-    $("stat-line").textContent = f.alive
-      ? `${f.alive} alive cells · ${(100 * f.agreement).toFixed(1)} % agree on ${f.majority}`
-      : "no alive cells: draw or load a digit";
+    $("stat-line").textContent = !f.alive ? "no alive cells: draw or load a digit"
+      : f.majority === null ? `${f.alive} alive cells · no votes yet: step or play`
+      : `${f.alive} alive cells · ${(100 * f.agreement).toFixed(1)} % agree on ${f.majority}`;
     const entries = $("legend").children;
     for (let d = 0; d < 10; d++) {
-      const share = f.alive ? (100 * f.counts[d]) / f.alive : 0;
-      entries[d].querySelector(".share").textContent = f.alive ? `${share.toFixed(0)} %` : "";
-      entries[d].classList.toggle("majority", f.alive > 0 && f.majority === d);
+      const voted = f.majority === null ? 0 : f.alive;
+      const share = voted ? (100 * f.counts[d]) / voted : 0;
+      entries[d].querySelector(".share").textContent = voted ? `${share.toFixed(0)} %` : "";
+      entries[d].classList.toggle("majority", voted > 0 && f.majority === d);
     }
   }
 
