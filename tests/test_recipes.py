@@ -108,7 +108,11 @@ def test_metanca_config_defaults():
 RESTORE_POOL = dict(model="hybrid", channels=16, lattice=32, ca_multiplier=4, steps=10, gate_hidden=1024,
                     gate_out=256, dropout=0.5, state_noise=0.02, batch_size=64, mask_min=0.3, mask_max=0.9,
                     region_share=0.25, region_min=0.1, region_max=0.5, pool_size=96, fresh_share=0.5,
-                    remask_share=0.5, damage_share=0.25, damage_frac=0.3, steps_min=8, steps_max=16)
+                    remask_share=0.5, damage_share=0.25, damage_frac=0.3, steps_min=8, steps_max=16,
+                    # issue 39's hybrid variants and the U-Net baseline: all off, so the default is the
+                    # shipped model (a default turned on would change every restore run)
+                    mask_channel=False, keep_visible=False, clamp_output=False, masked_loss=False,
+                    unet_width=54)
 
 
 def test_restore_config_defaults_are_the_text_and_the_pool_recipe():
