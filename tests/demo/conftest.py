@@ -1,6 +1,7 @@
 """Fixtures of the playground tests: models, test digits, a server on a free port."""
 
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -75,3 +76,29 @@ def sc_server(sc_demo):
 @pytest.fixture(scope="module")
 def restore_server(restore_demo):
     yield from _serve(restore_demo)
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (headless, no sandbox: we run as root); the browser
+    tests skip, with the reason, where chromium or playwright is missing."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=30_000)
+    except Error as e:
+        pw.stop()
+        pytest.skip(f"chromium did not start: {str(e).splitlines()[0]}")
+    yield b
+    b.close()
+    pw.stop()

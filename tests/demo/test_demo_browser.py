@@ -12,8 +12,6 @@ import pytest
 
 from localrules.demo.protocol import DEFAULT_PALETTE, PALETTES
 
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 60_000  # how long a condition may take to come true (never how fast it must: a busy CI runner)
 
 # cells of the #grid canvas whose colour (at the cell's centre) is one of the given colours
@@ -28,26 +26,6 @@ COUNT_CELLS = """(colours) => {
   }
   return n;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=30_000)
-    except Error as e:
-        pw.stop()
-        pytest.skip(f"chromium did not start: {str(e).splitlines()[0]}")
-    yield b
-    b.close()
-    pw.stop()
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 60_000  # how long a condition may take to come true (never how fast it must)
 STEPS = 30
 
@@ -53,26 +51,6 @@ def url(site):
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=30_000)
-    except Error as e:
-        pw.stop()
-        pytest.skip(f"chromium did not start: {str(e).splitlines()[0]}")
-    yield b
-    b.close()
-    pw.stop()
 
 
 def open_page(browser, url, hash=""):

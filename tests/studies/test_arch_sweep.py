@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from localrules.cli.main import app
@@ -14,22 +13,9 @@ from localrules.data.tabular import load_split
 from localrules.studies.arch_sweep import depth_width, depth_width_archs, in_training, random_archs, sweep
 from localrules.studies.metanca_studies import heatmap
 from localrules.tasks import metanca as mn
-from localrules.train.loop import TrainConfig, train
 
 runner = CliRunner()
 GOLDEN = Path(__file__).parent / "data" / "heatmap_xy_golden.json"
-
-
-@pytest.fixture(scope="module")
-def rule(tmp_path_factory):
-    """A tiny rule meta-trained on iris for 2 iterations (as the golden file's)."""
-    out = tmp_path_factory.mktemp("rule")
-    torch.manual_seed(0)
-    cfg = mn.Config(archs=((4, 6, 3),), hidden=3, pos_dim=4, rule_hidden=(16,), samples=4, pool_size=8)
-    train(mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu")),
-          TrainConfig(iterations=2, steps_min=2, steps_max=2, lr_milestones=()), out, torch.device("cpu"),
-          progress=False)
-    return out / "model.safetensors"
 
 
 def test_xy_heatmap_json_is_byte_identical_to_before(rule, tmp_path):

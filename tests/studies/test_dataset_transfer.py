@@ -11,21 +11,9 @@ from localrules.cli.main import app
 from localrules.data.tabular import load_split
 from localrules.studies.dataset_transfer import dataset_row
 from localrules.tasks import metanca as mn
-from localrules.train.loop import TrainConfig, train
 from localrules.viz.plots import plot_stability
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def rule(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rule")
-    torch.manual_seed(0)
-    cfg = mn.Config(archs=((4, 6, 3),), hidden=3, pos_dim=4, rule_hidden=(16,), samples=4, pool_size=8)
-    train(mn.MetaNCATask(cfg, load_split("iris"), torch.device("cpu")),
-          TrainConfig(iterations=2, steps_min=2, steps_max=2, lr_milestones=()), out, torch.device("cpu"),
-          progress=False)
-    return out / "model.safetensors"
 
 
 @pytest.mark.parametrize("name,features,classes", [("wine", 13, 3), ("breast_cancer", 30, 2)])
