@@ -48,3 +48,21 @@ def mnist_dir():
             pytest.fail(why + "; LOCALRULES_REQUIRE_MNIST is set", pytrace=False)
         pytest.skip(why)
     return d
+
+
+@pytest.fixture
+def console(capsys):
+    """``console(*args)`` -> (exit code, stdout, stderr) of ``localrules ARGS`` through the console
+    entry point, which turns a failure into one line (CliRunner on ``app`` would catch the
+    exception instead)."""
+    from localrules.cli.main import cli
+
+    def call(*args):
+        try:
+            cli(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return call

@@ -107,24 +107,11 @@ def test_user_trained_checkpoint_and_refusals(out_dir, tmp_path):
         export_onnx("metanca-mnist-dc", out_dir / "dc.onnx")
 
 
-def _cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``localrules ARGS`` through the console entry point."""
-    from localrules.cli.main import cli
-
-    try:
-        cli(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_cli_export(capsys, out_dir):
-    code, out, err = _cli(capsys, "export", "restore-ca", "--format", "onnx", "--out", str(out_dir / "cli.onnx"))
+def test_cli_export(console, out_dir):
+    code, out, err = console("export", "restore-ca", "--format", "onnx", "--out", str(out_dir / "cli.onnx"))
     assert code == 0, err
     assert "inputs masked" in out and (out_dir / "cli.onnx").stat().st_size > 1000
-    code, _, err = _cli(capsys, "export", "metanca-mnist", "--out", str(out_dir / "bad.onnx"), "--arch", "784,x")
+    code, _, err = console("export", "metanca-mnist", "--out", str(out_dir / "bad.onnx"), "--arch", "784,x")
     assert code != 0 and "--arch" in err
 
 
