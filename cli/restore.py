@@ -83,6 +83,10 @@ def run_restore(
     keep_visible: bool = typer.Option(False, "--keep-visible", help="hybrid / ca: the masked image as a fixed input channel; visible pixels kept in the output."),
     clamp_output: bool = typer.Option(False, "--clamp-output", help="hybrid / ca: linear read-out clamped to [0, 1] (outside training) instead of a sigmoid."),
     masked_loss: bool = typer.Option(False, "--masked-loss", help="Loss on the blanked pixels only."),
+    channels: int = typer.Option(16, min=1, help="hybrid / ca: state channels per lattice cell."),
+    rule_hidden: int = typer.Option(0, min=0, help="hybrid / ca: hidden width of the CA rule (0: none, as shipped)."),
+    gate_reads: int = typer.Option(1, min=1, help="hybrid: maps the gate reads from the lattice (1 as shipped)."),
+    gate_pool: int = typer.Option(1, min=1, help="hybrid: the gate reads its maps average-pooled by this factor (a divisor of the lattice side, 32)."),
     steps_min: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_min"], min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
     steps_max: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_max"], min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
@@ -114,6 +118,14 @@ def run_restore(
         raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k, v in flags.items() if v)} "
                                  f"apply to hybrid and ca only, not {model.value}")
     fixed |= {k: v for k, v in flags.items() if v} | ({"masked_loss": True} if masked_loss else {})
+    arch = {"channels": (channels, 16), "rule_hidden": (rule_hidden, 0), "gate_reads": (gate_reads, 1),
+            "gate_pool": (gate_pool, 1)}
+    changed = {k: v for k, (v, default) in arch.items() if v != default}
+    only = {"channels", "rule_hidden"} if model.value == "ca" else set(arch)
+    if changed and (model.value not in rs.LATTICE_MODELS or set(changed) - only):
+        raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in changed)} "
+                                 f"do not apply to {model.value}")
+    fixed |= changed
     fixed |= {k: v for k, v in (("steps_min", steps_min), ("steps_max", steps_max)) if v is not None}
     cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed})
     if cfg.mask_min > cfg.mask_max:
@@ -131,7 +143,7 @@ def run_restore(
     task = rs.RestoreTask(cfg, to_unit_pixels(x), torch.as_tensor(y), dev)
     if init_model is not None and not resume:
         init_weights(task, init_model, rs.load, ("model", "channels", "lattice", "ca_multiplier", "gate_hidden", "gate_out",
-                                                 "mask_channel", "keep_visible", "unet_width"),
+                                                 "mask_channel", "keep_visible", "unet_width", "rule_hidden", "gate_reads", "gate_pool"),
                      "--init-model")
         task.seed_pool()
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")

@@ -35,7 +35,9 @@ pixels = 0), never the mask, except the U-Net baseline (``restore_unet``, mask a
 channel) and a lattice model with ``mask_channel`` (the mask as a fixed CA input channel) or
 ``keep_visible`` (the masked image as a fixed channel, visible pixels kept in the output);
 ``clamp_output`` swaps the sigmoid read-out for a linear one clamped outside training,
-``masked_loss`` scores the blanked pixels only. All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
+``masked_loss`` scores the blanked pixels only; ``rule_hidden`` gives the CA rule a hidden layer,
+``gate_reads`` / ``gate_pool`` let the gate read K maps r (B, K, L, L), average-pooled by a factor
+(K (L / pool)^2 inputs). All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
 dropout in the gate.
 """
 
@@ -91,6 +93,9 @@ class Config:
     keep_visible: bool = False  # the masked image as a fixed input channel, visible pixels kept in the output
     clamp_output: bool = False  # linear read-out clamped to [0, 1] outside training instead of a sigmoid
     masked_loss: bool = False  # MSE over the blanked pixels only
+    rule_hidden: int = 0  # hidden width of the CA rule (0: perception -> ReLU -> 1x1 to C, the shipped CA)
+    gate_reads: int = 1  # channels the gate reads per cell (the shipped: 1)
+    gate_pool: int = 1  # the gate reads those maps average-pooled by this factor (1: per cell)
     unet_width: int = 54  # the U-Net's first width (54: 1,326,133 parameters)
 
     @property
@@ -175,16 +180,19 @@ class CARestorer(nn.Module):
         self.encoder = nn.Conv2d(1, C, 1)
         self.n_fixed = int(cfg.mask_channel) + int(cfg.keep_visible)  # fixed input channels of the CA
         per = MoorePerception(C + self.n_fixed, (C + self.n_fixed) * cfg.ca_multiplier, "depthwise")
-        self.ca = NCA(per, Rule(per.out_dim, (), C), fire_rate=1.0, post=self.after_update)
+        hidden = (cfg.rule_hidden,) if cfg.rule_hidden else ()
+        self.ca = NCA(per, Rule(per.out_dim, hidden, C), fire_rate=1.0, post=self.after_update)
         self.norm = nn.LayerNorm(C)
         self.gate = None
         if gate:
             side = int(cfg.gate_out**0.5)
             if side * side != cfg.gate_out or L % side:
                 raise ValueError("gate_out must be a square whose side divides the lattice")
-            self.gate_read = nn.Linear(C, 1)
+            if cfg.gate_reads < 1 or cfg.gate_pool < 1 or L % cfg.gate_pool:
+                raise ValueError("gate_reads must be >= 1 and gate_pool a divisor of the lattice side")
+            self.gate_read = nn.Linear(C, cfg.gate_reads)
             self.gate = nn.Sequential(
-                nn.Linear(L * L, cfg.gate_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                nn.Linear(cfg.gate_reads * (L // cfg.gate_pool) ** 2, cfg.gate_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
                 nn.Linear(cfg.gate_hidden, cfg.gate_out), nn.Unflatten(1, (1, side, side)),
                 nn.Upsample(scale_factor=L // side, mode="bilinear", align_corners=False),
             )
@@ -214,12 +222,15 @@ class CARestorer(nn.Module):
 
     def after_update(self, s: torch.Tensor) -> torch.Tensor:
         """The CA's post-update hook: s <- LayerNorm(s) (+ N(0, state_noise^2) in training), then
-        with the gate s <- s + upsample2(gate(s r)) * a."""
+        with the gate s <- s + upsample2(gate(pool(s r))) * a, r: C -> gate_reads, pool: gate_pool."""
         s = self.norm(s)
         if self.training and self.cfg.state_noise:
             s = s + torch.randn_like(s) * self.cfg.state_noise
         if self.gate is not None:
-            g = self.gate(self.gate_read(s).flatten(1))  # (B, 1, L, L)
+            r = self.gate_read(s).permute(0, 3, 1, 2)  # (B, reads, L, L)
+            if self.cfg.gate_pool > 1:
+                r = F.avg_pool2d(r, self.cfg.gate_pool)
+            g = self.gate(r.flatten(1))  # (B, 1, L, L)
             s = s + g[:, 0, :, :, None] * self.gate_scale
         return s
 

@@ -107,7 +107,8 @@ def _imgs(small_digits, n=200):
 
 @pytest.mark.parametrize("model,kw", [("unet", {"unet_width": 8}),
                                       ("hybrid", {"mask_channel": True, "keep_visible": True, "pool_size": 32}),
-                                      ("hybrid", {"clamp_output": True, "masked_loss": True, "pool_size": 32})])
+                                      ("hybrid", {"clamp_output": True, "masked_loss": True, "pool_size": 32}),
+                                      ("hybrid", {"gate_reads": 2, "gate_pool": 2, "rule_hidden": 16, "pool_size": 32})])
 def test_tiny_training_lowers_the_loss(tmp_path, small_digits, model, kw):
     imgs, labels = _imgs(small_digits)
     torch.manual_seed(0)
@@ -213,11 +214,34 @@ def test_gradients_are_finite_on_a_zeroed_lattice():
         assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 
+def test_gate_reads_pooled_maps_and_the_rule_gets_a_hidden_layer():
+    """--gate-reads K --gate-pool P: the gate's first layer takes K (L / P)^2 inputs, the K maps
+    r = s W_r average-pooled; --rule-hidden H: perception -> ReLU -> H -> ReLU -> C. Defaults as shipped."""
+    torch.manual_seed(0)
+    m = _small(gate_reads=3, gate_pool=4, rule_hidden=8, channels=6).eval()
+    assert m.gate[0].in_features == 3 * 8 * 8 and m.gate_read.out_features == 3
+    assert [l.out_features for l in m.ca.rule.mlp if isinstance(l, torch.nn.Linear)] == [8, 6]
+    s = torch.randn(2, 32, 32, 6)
+    with torch.no_grad():  # the post hook: LayerNorm, then the gate reads the pooled maps
+        captured = []
+        h = m.gate[0].register_forward_hook(lambda mod, inp, out: captured.append(inp[0]))
+        m.after_update(s)
+        h.remove()
+        r = (m.norm(s) @ m.gate_read.weight.T + m.gate_read.bias).permute(0, 3, 1, 2)  # (2, 3, 32, 32)
+    torch.testing.assert_close(captured[0], r.reshape(2, 3, 8, 4, 8, 4).mean((3, 5)).flatten(1))
+    with pytest.raises(ValueError, match="gate_pool"):
+        _small(gate_pool=3)
+    shipped = _small()
+    assert shipped.gate[0].in_features == 32 * 32 and len(shipped.ca.rule.mlp) == 2  # ReLU, 1x1
+
+
 def test_run_restore_flags_only_for_lattice_models(tmp_path):
     res = CliRunner().invoke(app, ["run", "restore", "--model", "cnn-ae", "--mask-channel", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "apply to hybrid and ca only" in res.output
     res = CliRunner().invoke(app, ["run", "restore", "--mask-min", "0.8", "--mask-max", "0.5", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "mask_min <= mask_max" in res.output
+    res = CliRunner().invoke(app, ["run", "restore", "--model", "ca", "--gate-reads", "2", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--gate-reads do not apply to ca" in res.output
 
 
 # --- the eval table -------------------------------------------------------------------------
