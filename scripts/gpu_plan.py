@@ -8,11 +8,12 @@ stage's ``size["full"]`` (a GPU slot) or ``size["smoke"]`` (``--smoke``: the sam
 tiny sizes); a command without "{size}" gets it at its end. The runner adds --out, --device,
 --data-dir and --minutes (studies: --json, --png, --device, --data-dir) itself.
 
-STAGES, the trainings, in order (``--sequential`` runs them in this order), each a dict:
+STAGES, the trainings, in the order they run, each a dict:
   name        the run folder under the work folder, runs/gpu/NAME
   archive     the archive of ARCHIVES it travels home in (the archives' contents derive from this)
-  share       with --sequential: its share of the training time left when it starts (renormalised
-              over the stages still to run); all at once (the default), every stage gets all of it
+  share       its share of the time left when it starts, renormalised over the stages and studies
+              still to run (the runs go one after another in one process); with --processes
+              (all at once) every stage gets all of it
   args, size  the command (`python -m localrules ARGS`)
   keep_state  whether its train_state.pt may travel home for an exact resume in the next slot
   continue    what the next slot continues: "state" (an earlier slot's run folder with a
@@ -22,8 +23,9 @@ STAGES, the trainings, in order (``--sequential`` runs them in this order), each
               "task" has every item of ``rule_if``, else from ``rule_default``)
   why         where the recipe and the share come from
 
-STUDIES run beside the trainings (not with --sequential), into work/studies/NAME.json (+ .png);
-each resumes through its JSON, so a cut-off study goes on in the next slot.
+STUDIES run after the trainings (with --processes: beside them), each with its ``share`` as a
+stage's, into work/studies/NAME.json (+ .png); each resumes through its JSON, so a cut-off study
+goes on in the next slot.
 
 ARCHIVES: the archive groups OUT gets, each with the most returned files it may take (OUT holds
 at most 8 files of at most 16 MiB: the log and these). SETUP_ARCHIVE takes the setup/ folder
@@ -95,26 +97,10 @@ STAGES = [
     },
 ]
 
-# issue 17's heatmap at its own protocol, 100 networks per cell (hours on a CPU core), for each
-# shipped MetaNCA rule
-STUDIES = [
-    {
-        "name": "heatmap-metanca-mnist",
-        "args": ["study", "heatmap", "--checkpoint", "{root}/localrules/pretrained/metanca-mnist.safetensors",
-                 "{size}"],
-        "size": {"full": ["--samples", "100"],
-                 "smoke": ["--samples", "1", "--x", "10", "--y", "10", "--adam-epochs", "0"]},
-        "why": "issue 17's heatmap at its protocol (100 networks per cell) of the shipped metanca-mnist",
-    },
-    {
-        "name": "heatmap-metanca-mnist-dc",
-        "args": ["study", "heatmap", "--checkpoint", "{root}/localrules/pretrained/metanca-mnist-dc.safetensors",
-                 "{size}"],
-        "size": {"full": ["--samples", "100"],
-                 "smoke": ["--samples", "1", "--x", "10", "--y", "10", "--adam-epochs", "0"]},
-        "why": "issue 17's heatmap at its protocol (100 networks per cell) of the shipped metanca-mnist-dc",
-    },
-]
+# none this slot: issue 17's heatmaps of both shipped MetaNCA rules at 100 networks per cell were
+# measured in the third and again in the fourth slot (the same numbers; docs/gpu-slots.md). A study
+# is {"name", "share", "args", "size", "why"} like a stage.
+STUDIES = []
 
 # 7 files + the log = 8
 ARCHIVES = {
