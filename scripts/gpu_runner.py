@@ -27,9 +27,10 @@ measured 10-15 s per command, about 2 of 8.5 minutes):
      peak, and the fraction of the time the GPU was busy.
 
 Why one after another and not interleaved: threads in one process share the global random
-generators (the runs would no longer be reproducible, nor resume exactly) and the GIL (which
-launch-bound runs, the case where interleaving would help, hold most of the time); CUDA streams
-need threads or one loop over all runs. One run at a time keeps each run exact, its crash its own
+generators (the runs would no longer be reproducible, nor resume exactly) and the GIL, which
+serialises the Python half of every launch-bound step (where interleaving would pay); CUDA
+streams need threads or one loop over all runs. (Not measured: no GPU slot came while this was
+built.) One run at a time keeps each run exact, its crash its own
 and its GPU-busy figure its own. Where a run alone leaves the GPU idle, the remedy is more work per
 launch: compiled and graph-captured steps, and several runs batched into one model
 (`localrules run mnist-selfclassify --runs N`). `--processes` keeps the job as it was before

@@ -8,7 +8,11 @@ fraction of time the GPU is busy.
                    names it, or ``task.samples_per_iteration``)
     FLOPs / iter   torch.utils.flop_counter.FlopCounterMode over ``flops`` iterations (forward,
                    backward, optimizer step), averaged; it counts matrix products and convolutions
-                   (elementwise ops count 0), so FLOP/s is a lower bound of the arithmetic done
+                   (elementwise ops count 0), so FLOP/s is a lower bound of the arithmetic done.
+                   A convolution's backward is counted as its forward's FLOPs per gradient asked
+                   for (:func:`conv_backward_flops`): torch 2.13's own count takes a grouped
+                   convolution's (the restorers' CA perception; vmap's batched runs) as 3x its
+                   forward where the arithmetic is 2x
     FLOP/s         FLOPs / iter x iterations/s; ``peak_fraction_fp32`` / ``_bf16``: FLOP/s over the
                    card's dense peak (PEAK_FLOPS)
     gpu_busy       CUDA only: the union of the GPU's kernel and copy intervals that torch.profiler
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import time
 import traceback
@@ -74,6 +79,16 @@ def busy_time(intervals) -> float:
         total += b - max(a, end)
         end = b
     return total
+
+
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
+    """FLOPs of aten.convolution_backward: the forward's, 2 x (output elements) x (the weight's
+    elements per output channel: C_in / groups x kernel), once for each of grad_input and
+    grad_weight asked for (output_mask); the output is the input for a transposed convolution."""
+    per_out = 2 * math.prod(w_shape[1:])
+    forward = per_out * math.prod(x_shape if transposed else grad_out_shape)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
 def samples_per_iteration(task) -> int | None:
@@ -175,7 +190,8 @@ class Meter:
     def _start_flops(self) -> None:
         from torch.utils.flop_counter import FlopCounterMode
 
-        self.counter = FlopCounterMode(display=False)
+        self.counter = FlopCounterMode(display=False, custom_mapping={
+            torch.ops.aten.convolution_backward: conv_backward_flops})
         self.counter.__enter__()
 
     def _stop_flops(self) -> None:
@@ -320,23 +336,3 @@ def close_open() -> list[dict]:
         except Exception:
             traceback.print_exc()
     return results
-
-
-def summary(result: dict) -> str:
-    """One log line of a utilisation.json."""
-    def num(v, fmt):
-        return "?" if v is None else format(v, fmt)
-
-    r = result
-    line = (f"{num(r.get('iterations_per_s'), '.3g')} it/s, {num(r.get('samples_per_s'), '.4g')} samples/s, "
-            f"{num((r.get('flops_per_iter') or 0) / 1e9 or None, '.4g')} GFLOP/iter, "
-            f"{num((r.get('flops_per_s') or 0) / 1e9 or None, '.4g')} GFLOP/s")
-    if r.get("peak_fraction_fp32") is not None:
-        line += (f" = {100 * r['peak_fraction_fp32']:.3g} % of the {r['card']}'s fp32 peak "
-                 f"({100 * r['peak_fraction_bf16']:.3g} % of bf16)")
-    if r.get("gpu_busy") is not None:
-        line += f", GPU busy {100 * r['gpu_busy']:.3g} % (profiler, {r['gpu_busy_iterations']} iterations)"
-    missing = r.get("missing") or {}
-    if missing:
-        line += "; not measured: " + "; ".join(f"{k}: {v}" for k, v in missing.items())
-    return line
