@@ -4,6 +4,8 @@ fraction of time the GPU is busy.
     iterations/s   plain iterations (after ``warmup``, none counted or profiled) / their wall time;
                    an iteration's wall time runs from one ``training_loss`` call to the next, so it
                    holds the rollout, backward, Adam step and the trainer's logging and checkpoints
+                   (the GPU is synchronised at the ends of the phases only: a sum over many
+                   iterations, not each one)
     samples/s      iterations/s x samples per iteration (the task's batch: its Config field BATCH
                    names it, or ``task.samples_per_iteration``)
     FLOPs / iter   torch.utils.flop_counter.FlopCounterMode over ``flops`` iterations (forward,
@@ -164,11 +166,14 @@ class Meter:
         return "plain"
 
     def tick(self) -> None:
-        """Called as an iteration begins: closes the last one's phase, opens this one's."""
-        self.sync()
-        now = time.perf_counter()
+        """Called as an iteration begins: closes the last one's phase, opens this one's. The GPU is
+        synchronised only where a phase begins or ends and where the file is rewritten, so the
+        trainer's queue of launches is not drained every iteration."""
         self.calls += 1
         kind, changed = self.kind(self.calls), False
+        if kind != self.last_kind or self.calls % WRITE_EVERY == 0:
+            self.sync()
+        now = time.perf_counter()
         if self.last_kind == "plain" and self.last_t is not None:
             self.plain_iters += 1
             self.plain_s += now - self.last_t
@@ -214,7 +219,7 @@ class Meter:
     def _start_profile(self) -> None:
         from torch.profiler import ProfilerActivity, profile
 
-        self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+        self.prof = profile(activities=[ProfilerActivity.CUDA])  # the GPU's activity only: no per-op CPU cost
         self.prof.start()
         self.sync()
         self.prof_t0 = time.perf_counter()
