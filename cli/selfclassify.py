@@ -132,10 +132,11 @@ def _train_runs(cfg, tcfg, images, labels, dev, runs, seed, init_model, out, res
     try:
         last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard, command=command_line(),
                      overwrite=overwrite)
-    finally:
-        if (out / "model.safetensors").is_file():
-            paths = export_runs(out)
-            typer.echo(f"runs: {', '.join(str(p) for p in paths)}")
+    finally:  # also after a stop: each run from the batched checkpoint on disk
+        try:
+            typer.echo(f"runs: {', '.join(str(p) for p in export_runs(out))}")
+        except (FileNotFoundError, ValueError):  # no batched checkpoint of this training in OUT
+            pass
     if last:
         typer.echo(summary.training(f"mnist-selfclassify, {runs} batched runs (loss {cfg.loss}, noise "
                                     f"{cfg.noise_std:g})", last, out, "weights"))

@@ -481,23 +481,15 @@ def in_process_job(plan: Plan, work: Path, out: Path, data: Path, device: str, d
     """Steps 2-5 in the one process that imports the project (started by :func:`main` after the
     install): the versions, the device tests (their own process, started first so that it runs
     while this one imports torch), the benches and the runs, all through localrules.cli.inprocess."""
-    env, pycwd = dict(os.environ), python_cwd(work)
     tests = {}
-    quick = ["-k", "step_equal or means_agree"] if smoke else []  # the suite runs them all on CPU
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "device", *quick,
-           *(str(ROOT / t) for t in DEVICE_TESTS)]
-    test_env = {k: v for k, v in env.items() if k != UTILISATION}
-    tester = threading.Thread(target=lambda: tests.update(rc=sh(cmd, log, {**test_env, "LOCALRULES_TEST_DEVICE": device},
-                                                               timeout=240, tag="[tests] ", cwd=pycwd)))
+    tester = threading.Thread(target=lambda: tests.update(rc=device_tests(work, device, smoke, log, dict(os.environ),
+                                                                          "[tests] ")))
     tester.start()
     exec(ENV_REPORT, {})
     from localrules.cli.inprocess import run_command
 
     tester.join()
-    if tests["rc"] != 0:
-        log(f"gpu-job: STOPPED: the device tests failed on {device} (exit code {tests['rc']}); nothing was "
-            f"trained. Read the failures above, fix them on the CPU, and run the job in the next slot.")
-        pack(plan, plan.archive_of(SETUP), work, out, log)
+    if not tests_passed(tests["rc"], plan, work, out, device, log):
         return STOPPED
     for system in plan.benches:
         if not bench_due(work, system, smoke, log):
@@ -511,7 +503,28 @@ def in_process_job(plan: Plan, work: Path, out: Path, data: Path, device: str, d
     return 0
 
 
+def device_tests(work: Path, device: str, smoke: bool, log: Callable, env: dict, tag: str = "") -> int:
+    """Step 3: pytest -m device on ``device`` in its own process (without the utilisation meter);
+    its exit code. With --smoke only the quick ones (the suite runs them all on the CPU)."""
+    quick = ["-k", "step_equal or means_agree"] if smoke else []
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "device", *quick,
+           *(str(ROOT / t) for t in DEVICE_TESTS)]
+    env = {**{k: v for k, v in env.items() if k != UTILISATION}, "LOCALRULES_TEST_DEVICE": device}
+    return sh(cmd, log, env, timeout=240, tag=tag, cwd=python_cwd(work))
+
+
+def tests_passed(rc: int, plan: Plan, work: Path, out: Path, device: str, log: Callable) -> bool:
+    """False (the job stops, its setup group packed) when the device tests failed."""
+    if rc == 0:
+        return True
+    log(f"gpu-job: STOPPED: the device tests failed on {device} (exit code {rc}); nothing was trained. "
+        f"Read the failures above, fix them on the CPU, and run the job in the next slot.")
+    pack(plan, plan.archive_of(SETUP), work, out, log)
+    return False
+
+
 def bench_due(work: Path, system: str, smoke: bool, log: Callable) -> bool:
+    """Whether to run the bench of ``system``: not when an earlier slot's JSON agreed."""
     done = work / SETUP / f"bench-{system}.json"
     if done.is_file() and not smoke and json.loads(done.read_text())["agreement"]["ok"]:
         log(f"bench {system}: measured by an earlier slot ({done}); delete it to measure again")
@@ -654,15 +667,7 @@ def processes_job(plan: Plan, work: Path, out: Path, data: Path, device: str, de
     """Steps 2-5 with --processes: every command its own Python process."""
     pycwd = python_cwd(work)
     sh([sys.executable, "-c", ENV_REPORT], log, env, timeout=60, cwd=pycwd)
-    quick = ["-k", "step_equal or means_agree"] if smoke else []
-    rc = sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "device", *quick,
-             *(str(ROOT / t) for t in DEVICE_TESTS)],
-            log, {**{k: v for k, v in env.items() if k != UTILISATION}, "LOCALRULES_TEST_DEVICE": device},
-            timeout=240, cwd=pycwd)
-    if rc != 0:
-        log(f"gpu-job: STOPPED: the device tests failed on {device} (exit code {rc}); nothing was trained. "
-            f"Read the failures above, fix them on the CPU, and run the job in the next slot.")
-        pack(plan, plan.archive_of(SETUP), work, out, log)
+    if not tests_passed(device_tests(work, device, smoke, log, env), plan, work, out, device, log):
         return 1
     for system in plan.benches:
         if bench_due(work, system, smoke, log):
