@@ -64,6 +64,7 @@ def run_selfclassify(
     max_bad_steps: int = option(TRAIN, "max_bad_steps", help=MAX_BAD_HELP),
     minutes: float = option(TRAIN, "minutes", min=0, help=MINUTES_HELP),
     seed: int = option(TRAIN, "seed", help="Random seed."),
+    runs: int = typer.Option(1, min=1, help="Train this many runs at once as one batched model (seeds SEED, SEED+1, ...; each its own pool and Adam state; the dense engine), for more work per GPU launch; run K's checkpoint goes to OUT/run-K, which eval loads."),
     n: int = typer.Option(500, help="With --pretrained: test digits to evaluate."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -92,11 +93,12 @@ def run_selfclassify(
         "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
         "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)
+    if runs > 1:
+        return _train_runs(cfg, tcfg, images, labels, dev, runs, seed, init_model, out, resume, tensorboard, overwrite)
     torch.manual_seed(seed)
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
     if init_model is not None and not resume:
-        init_weights(task, init_model, ms.load, ("hidden_channels", "perception", "perception_dim", "hidden"),
-                     "--init-model")
+        init_weights(task, init_model, ms.load, SHAPE, "--init-model")
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
@@ -105,8 +107,43 @@ def run_selfclassify(
         typer.echo(summary.training(f"mnist-selfclassify (loss {cfg.loss}, noise {cfg.noise_std:g}, {cfg.engine} engine)", last, out, "weights"))
 
 
+SHAPE = ("hidden_channels", "perception", "perception_dim", "hidden")  # the Config fields that fix the tensors
+
+
+def _train_runs(cfg, tcfg, images, labels, dev, runs, seed, init_model, out, resume, tensorboard, overwrite):
+    """``--runs N``: N runs as one batched model (localrules.tasks.selfclassify_runs), each exported
+    to OUT/run-K after training (also after a stop: from the checkpoint on disk)."""
+    from dataclasses import replace
+
+    from localrules.tasks import mnist_selfclassify as ms
+    from localrules.tasks.selfclassify_runs import SelfClassifyRuns, export_runs
+    from localrules.train.loop import train
+
+    if cfg.engine != "dense":
+        typer.echo(f"--runs {runs}: the dense engine (the {cfg.engine} engine's cell counts differ between runs)")
+        cfg = replace(cfg, engine="dense")
+    task = SelfClassifyRuns(cfg, images, labels, dev, list(range(seed, seed + runs)))
+    if init_model is not None and not resume:
+        for t in task.tasks:
+            init_weights(t, init_model, ms.load, SHAPE, "--init-model")
+    typer.echo(f"mnist-selfclassify: {runs} runs (seeds {seed}-{seed + runs - 1}) of "
+               f"{sum(p.numel() for p in task.tasks[0].model.parameters()):,} parameters as one batched model, "
+               f"loss={cfg.loss}, noise={cfg.noise_std}, augment={cfg.augment}, device={dev}")
+    try:
+        last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard, command=command_line(),
+                     overwrite=overwrite)
+    finally:  # also after a stop: each run from the batched checkpoint on disk
+        try:
+            typer.echo(f"runs: {', '.join(str(p) for p in export_runs(out))}")
+        except (FileNotFoundError, ValueError):  # no batched checkpoint of this training in OUT
+            pass
+    if last:
+        typer.echo(summary.training(f"mnist-selfclassify, {runs} batched runs (loss {cfg.loss}, noise "
+                                    f"{cfg.noise_std:g})", last, out, "weights"))
+
+
 panels(run_selfclassify, {
-    "Run": "pretrained n out resume overwrite init_model",
+    "Run": "pretrained n out resume overwrite init_model runs",
     "Model": "loss noise perception engine augment",
     "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
     "Machine": "device threads data_dir tensorboard",

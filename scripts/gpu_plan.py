@@ -8,11 +8,12 @@ stage's ``size["full"]`` (a GPU slot) or ``size["smoke"]`` (``--smoke``: the sam
 tiny sizes); a command without "{size}" gets it at its end. The runner adds --out, --device,
 --data-dir and --minutes (studies: --json, --png, --device, --data-dir) itself.
 
-STAGES, the trainings, in order (``--sequential`` runs them in this order), each a dict:
+STAGES, the trainings, in the order they run, each a dict:
   name        the run folder under the work folder, runs/gpu/NAME
   archive     the archive of ARCHIVES it travels home in (the archives' contents derive from this)
-  share       with --sequential: its share of the training time left when it starts (renormalised
-              over the stages still to run); all at once (the default), every stage gets all of it
+  share       its share of the time left when it starts, renormalised over the stages and studies
+              still to run (the runs go one after another in one process); with --processes
+              (all at once) every stage gets all of it
   args, size  the command (`python -m localrules ARGS`)
   keep_state  whether its train_state.pt may travel home for an exact resume in the next slot
   continue    what the next slot continues: "state" (an earlier slot's run folder with a
@@ -22,8 +23,9 @@ STAGES, the trainings, in order (``--sequential`` runs them in this order), each
               "task" has every item of ``rule_if``, else from ``rule_default``)
   why         where the recipe and the share come from
 
-STUDIES run beside the trainings (not with --sequential), into work/studies/NAME.json (+ .png);
-each resumes through its JSON, so a cut-off study goes on in the next slot.
+STUDIES run after the trainings (with --processes: beside them), each with its ``share`` as a
+stage's, into work/studies/NAME.json (+ .png); each resumes through its JSON, so a cut-off study
+goes on in the next slot.
 
 ARCHIVES: the archive groups OUT gets, each with the most returned files it may take (OUT holds
 at most 8 files of at most 16 MiB: the log and these). SETUP_ARCHIVE takes the setup/ folder
@@ -47,7 +49,7 @@ STAGES = [
     {
         "name": "metanca-depth",
         "archive": "1-setup-metanca",
-        "share": 0.40,
+        "share": 0.36,
         "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10", "--arch", "784,10,10,10",
                  "--arch", "784,10,10,10,10", "--arch", "784,10,10,10,10,10", "--arch-range", "5,300",
                  "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
@@ -66,7 +68,7 @@ STAGES = [
     {
         "name": "hybrid-mk",
         "archive": "2-hybrid",
-        "share": 0.25,
+        "share": 0.225,
         "args": ["run", "restore", "--model", "hybrid", "--mask-channel", "--keep-visible", "{size}"],
         "size": RESTORE_SIZE,
         "keep_state": True,
@@ -76,7 +78,7 @@ STAGES = [
     {
         "name": "unet",
         "archive": "3-baselines",
-        "share": 0.20,
+        "share": 0.18,
         "args": ["run", "restore", "--model", "unet", "{size}"],
         "size": RESTORE_SIZE,
         "keep_state": True,
@@ -86,39 +88,38 @@ STAGES = [
     {
         "name": "cnn-ae",
         "archive": "3-baselines",
-        "share": 0.15,
+        "share": 0.135,
         "args": ["run", "restore", "--model", "cnn-ae", "{size}"],
         "size": RESTORE_SIZE,
         "keep_state": True,
         "continue": "state",
         "why": EQUAL_WHY + " (the CNN auto-encoder)",
     },
+    {
+        "name": "selfclassify-runs",
+        "archive": "1-setup-metanca",
+        "share": 0.10,
+        "args": ["run", "mnist-selfclassify", "--loss", "l2", "--noise", "0.02", "{size}"],
+        "size": {"full": ["--runs", "4", "--iterations", "100000"],
+                 "smoke": ["--runs", "2", "--iterations", "2", "--batch-size", "2", "--pool-size", "4", "--steps", "2"]},
+        "keep_state": True,
+        "continue": "state",
+        "why": "issue 40's batched runs: the paper's L2 + noise recipe from scratch, 4 seeds as one "
+               "batched model (--runs 4; their states, about 9 MB, fit the setup archive's file); its "
+               "utilisation line says what 4 runs per launch cost against the single "
+               "self-classifier's 0.024-0.029 s per iteration in the earlier slots",
+    },
 ]
 
-# issue 17's heatmap at its own protocol, 100 networks per cell (hours on a CPU core), for each
-# shipped MetaNCA rule
-STUDIES = [
-    {
-        "name": "heatmap-metanca-mnist",
-        "args": ["study", "heatmap", "--checkpoint", "{root}/localrules/pretrained/metanca-mnist.safetensors",
-                 "{size}"],
-        "size": {"full": ["--samples", "100"],
-                 "smoke": ["--samples", "1", "--x", "10", "--y", "10", "--adam-epochs", "0"]},
-        "why": "issue 17's heatmap at its protocol (100 networks per cell) of the shipped metanca-mnist",
-    },
-    {
-        "name": "heatmap-metanca-mnist-dc",
-        "args": ["study", "heatmap", "--checkpoint", "{root}/localrules/pretrained/metanca-mnist-dc.safetensors",
-                 "{size}"],
-        "size": {"full": ["--samples", "100"],
-                 "smoke": ["--samples", "1", "--x", "10", "--y", "10", "--adam-epochs", "0"]},
-        "why": "issue 17's heatmap at its protocol (100 networks per cell) of the shipped metanca-mnist-dc",
-    },
-]
+# none this slot: issue 17's heatmaps of both shipped MetaNCA rules at 100 networks per cell were
+# measured in the third and again in the fourth slot (the same numbers; docs/gpu-slots.md). A study
+# is {"name", "share", "args", "size", "why"} like a stage.
+STUDIES = []
 
 # 7 files + the log = 8
 ARCHIVES = {
-    "1-setup-metanca": {"files": 1, "why": "setup, studies and MetaNCA's rule: small (its state never travels)"},
+    "1-setup-metanca": {"files": 1, "why": "setup, studies, MetaNCA's rule (its state never travels) and the "
+                                           "batched self-classifier runs: small"},
     "2-hybrid": {"files": 3, "why": "the hybrid's train_state.pt, for an exact resume"},
     "3-baselines": {"files": 3, "why": "the U-Net's and the CNN auto-encoder's states, for an exact resume"},
 }

@@ -38,6 +38,7 @@ from .log import MetricLog, NullLog
 from .ranks import DistributedError
 from .rng import rng_state, set_rng_state
 from .shards import data_parallel
+from .utilisation import watch
 
 
 @dataclass
@@ -121,6 +122,7 @@ def train(
     task, ranks = data_parallel(task, cfg, device)  # in one process without shards: task itself
     if not resume:
         ranks.from_main(claim_run_folder, out, overwrite)
+    task = watch(task, device, out) if ranks.main else task  # samples/s, FLOP/s, GPU busy: LOCALRULES_UTILISATION
     model = task.model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)

@@ -57,7 +57,7 @@ def _toy(**changes) -> SimpleNamespace:
                 {"name": "b", "archive": "2-b", "share": 0.4, "args": ["run", "y"], "keep_state": False,
                  "continue": "rule", "rule_default": "{root}/rule.safetensors",
                  "size": {"full": ["--n", "9"], "smoke": ["--n", "1"]}}],
-        STUDIES=[{"name": "s", "args": ["study", "z"], "size": {"full": [], "smoke": ["--tiny"]}}],
+        STUDIES=[{"name": "s", "share": 0.5, "args": ["study", "z"], "size": {"full": [], "smoke": ["--tiny"]}}],
         ARCHIVES={"1-a": {"files": 1}, "2-b": {"files": 2}}, SETUP_ARCHIVE="1-a", BENCHES=["x"])
     tables.update(changes)
     return SimpleNamespace(**tables)
@@ -177,35 +177,91 @@ def test_python_children_never_see_the_checkout_on_their_path(job, plan, tmp_pat
     calls = []
     monkeypatch.setattr(job, "sh", lambda cmd, log, env, **kw: calls.append((cmd, kw.get("cwd"))) or 0)
     job.train_stage(plan.stages[1], tmp_path / "work", tmp_path, "cpu", time.monotonic() + 600, 1.0, print, {})
-    job.run_study(*next(iter(plan.studies.items())), tmp_path / "work", tmp_path, "cpu", time.monotonic() + 600,
-                  print, {})
+    job.run_study("s", ["study", "z"], tmp_path / "work", tmp_path, "cpu", time.monotonic() + 600, print, {})
     for cmd, where in calls:
         assert cmd[:3] == [sys.executable, "-m", "localrules"] and "-P" not in cmd
         assert where == cwd
 
 
-def test_sequential_stages_take_their_renormalised_shares(job, plan, tmp_path, monkeypatch):
-    ran, packed = [], []
-    monkeypatch.setattr(job, "train_stage", lambda st, work, data, device, deadline, share, log, env, tag=False:
-                        ran.append((st.name, round(share, 6))))
-    monkeypatch.setattr(job, "run_study", lambda *a, **kw: ran.append(("study", a[0])))
+def _in_process(job, plan, tmp_path, monkeypatch, results=None, took=()):
+    """job.run_in_process with a recording run_command on a clock that starts at 0 and that the
+    k-th run advances by took[k - 1] s: -> (ran: [(args, limit)], packed groups, log lines)."""
+    ran, packed, lines, now = [], [], [], [0.0]
     monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
-    job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {}, sequential=True)
-    assert ran == [("metanca-depth", 0.4), ("hybrid-mk", round(0.25 / 0.6, 6)), ("unet", round(0.20 / 0.35, 6)),
-                   ("cnn-ae", 1.0)]  # no studies with --sequential
-    assert packed == ["1-setup-metanca", "2-hybrid", "3-baselines", "3-baselines"]
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: now[0]))
+
+    def run_command(args, limit):
+        ran.append((args, limit))
+        now[0] += dict(enumerate(took, 1)).get(len(ran), 0)
+        return (results or {}).get(len(ran), 0)
+
+    job.run_in_process(plan, tmp_path, tmp_path, tmp_path, "cpu", 1000 + job.RESERVE_S, lines.append, run_command)
+    return ran, packed, lines
 
 
-def test_all_at_once_every_stage_gets_all_the_time_beside_the_studies(job, plan, tmp_path, monkeypatch):
+def test_one_process_runs_the_stages_then_the_studies_in_renormalised_shares(job, tmp_path, monkeypatch):
+    """Each run gets its share of the time left when it starts, over the shares still to run; a
+    training as --minutes (stopped 60 s past it), a study as its limit. Catches: shares not
+    renormalised (the last run would get a fraction of what is left), a study never run."""
+    plan = job.build_plan(_toy(), smoke=True)  # shares: a 0.6, b 0.4, study s 0.5
+    ran, packed, _ = _in_process(job, plan, tmp_path, monkeypatch, took=(100, 50))
+    minutes = [float(a[a.index("--minutes") + 1]) if "--minutes" in a else None for a, _ in ran]
+    over = job.INPROCESS_OVERHEAD_S
+    assert minutes[0] == pytest.approx((0.6 / 1.5 * 1000 - over) / 60, abs=1e-3)
+    assert minutes[1] == pytest.approx((0.4 / 0.9 * 900 - over) / 60, abs=1e-3)
+    assert minutes[2] is None and ran[2][1] == pytest.approx(850 - over)  # the study: stopped at its share
+    assert ran[0][1] == pytest.approx(0.6 / 1.5 * 1000 - over + job.GRACE_S)
+    assert ran[2][0][:2] == ["study", "z"] and ran[2][0][ran[2][0].index("--json") + 1].endswith("studies/s.json")
+    assert packed == ["1-a", "2-b", "1-a"]
+
+
+def test_a_run_that_fails_does_not_stop_the_others(job, plan, tmp_path, monkeypatch):
+    ran, packed, lines = _in_process(job, plan, tmp_path, monkeypatch, results={1: 1, 2: 124})
+    assert [a[a.index("--out") + 1] for a, _ in ran] == [str(tmp_path / st.name) for st in plan.stages]
+    assert packed == [st.archive for st in plan.stages]
+    assert "== metanca-depth: exit code 1 after 0 s" in lines and "== hybrid-mk: exit code 124 after 0 s" in lines
+
+
+def test_an_interrupt_packs_the_run_and_stops_the_job(job, plan, tmp_path, monkeypatch):
+    """SIGTERM from the runner's parent (the job's time is up) reaches the job's process as a
+    KeyboardInterrupt: the interrupted run is packed, no other starts."""
+    ran, packed = [], []
+    monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
+
+    def run_command(args, limit):
+        ran.append(args)
+        if len(ran) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job.run_in_process(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, run_command)
+    assert len(ran) == 2 and packed == ["1-setup-metanca", "2-hybrid"]
+
+
+def test_utilisation_line(job, tmp_path):
+    """The log line of a run's utilisation.json: what was measured, and why the rest was not."""
+    assert job.utilisation_line(tmp_path) is None
+    (tmp_path / "utilisation.json").write_text(json.dumps({
+        "iterations_per_s": 20.0, "samples_per_s": 320.0, "flops_per_iter": 2.5e10, "flops_per_s": 5e11,
+        "peak_fraction_fp32": 5e11 / 67e12, "peak_fraction_bf16": 5e11 / 989.5e12, "card": "H200 SXM",
+        "gpu_busy": 0.25, "gpu_busy_iterations": 10, "missing": {}}))
+    assert job.utilisation_line(tmp_path) == ("20 it/s, 320 samples/s, 25 GFLOP/iter, 0.5 TFLOP/s = 0.746 % of the "
+                                              "H200 SXM's dense fp32 peak (0.0505 % of bf16), GPU busy 25 % "
+                                              "(profiler, 10 iterations)")
+    (tmp_path / "utilisation.json").write_text(json.dumps({"iterations_per_s": None, "missing": {"gpu_busy": "a CPU run"}}))
+    assert job.utilisation_line(tmp_path) == "? it/s, ? samples/s, ? GFLOP/iter, ? TFLOP/s; not measured: gpu_busy: a CPU run"
+
+
+def test_processes_every_stage_gets_all_the_time_beside_the_studies(job, tmp_path, monkeypatch):
+    plan = job.build_plan(_toy(), smoke=True)
     ran, packed = [], []
     monkeypatch.setattr(job, "train_stage", lambda st, work, data, device, deadline, share, log, env, tag=False:
                         ran.append((st.name, share, tag)))
     monkeypatch.setattr(job, "run_study", lambda name, *a: ran.append((name, None, True)))
     monkeypatch.setattr(job, "pack", lambda plan, group, work, out, log: packed.append(group))
-    job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {}, sequential=False)
-    assert sorted(ran, key=str) == sorted([(st.name, 1.0, True) for st in plan.stages]
-                                          + [(name, None, True) for name in plan.studies], key=str)
-    assert sorted(packed) == sorted([st.archive for st in plan.stages] + ["1-setup-metanca"] * len(plan.studies))
+    job.train(plan, tmp_path, tmp_path, tmp_path, "cpu", time.monotonic() + 600, print, {})
+    assert sorted(ran, key=str) == sorted([("a", 1.0, True), ("b", 1.0, True), ("s", None, True)], key=str)
+    assert sorted(packed) == ["1-a", "1-a", "2-b"]
 
 
 def test_rule_stage_continues_only_a_matching_rule(job, plan, tmp_path, monkeypatch):
@@ -266,7 +322,7 @@ def test_archive_groups_derive_from_the_stages(job):
     assert plan.stages[0].args == ["run", "x", "--iterations", "2", "--k", f"{job.ROOT}/f"]
     assert plan.stages[1].args == ["run", "y", "--n", "1"]  # "{size}" absent: appended
     assert plan.stages[1].rule_default == f"{job.ROOT}/rule.safetensors"
-    assert plan.studies == {"s": ["study", "z", "--tiny"]}
+    assert plan.studies == {"s": ["study", "z", "--tiny"]} and plan.study_shares == {"s": 0.5}
     assert job.build_plan(_toy(), smoke=False).stages[0].args[2:4] == ["--iterations", "100"]
 
 
@@ -275,6 +331,7 @@ def test_archive_groups_derive_from_the_stages(job):
     ({"ARCHIVES": {"1-a": {"files": 1}, "2-b": {"files": 1}, "3-c": {"files": 1}}}, "no stage goes"),
     ({"ARCHIVES": {"1-a": {"files": 4}, "2-b": {"files": 4}}}, "more than the 7 files"),
     ({"SETUP_ARCHIVE": "9-x"}, "ARCHIVES lacks"),
+    ({"STUDIES": [{"name": "s", "args": ["study", "z"], "size": {"full": [], "smoke": []}}]}, "every study needs a share"),
 ])
 def test_a_plan_that_does_not_fit_is_refused(job, changes, message):
     with pytest.raises(ValueError, match=message):
@@ -307,8 +364,9 @@ def test_another_plan_file_runs_through_the_same_runner(job, tmp_path):
 
 def test_the_plan_fits_the_returned_file_limit(plan):
     assert sum(most for _, most in plan.archives.values()) + 1 <= 8  # + the log
-    assert {n for names, _ in plan.archives.values() for n in names} == {s.name for s in plan.stages} | {"setup", "studies"}
-    assert [s.name for s in plan.stages] == ["metanca-depth", "hybrid-mk", "unet", "cnn-ae"]
+    assert {n for names, _ in plan.archives.values() for n in names} == ({s.name for s in plan.stages} | {"setup"}
+                                                                          | ({"studies"} if plan.studies else set()))
+    assert [s.name for s in plan.stages] == ["metanca-depth", "hybrid-mk", "unet", "cnn-ae", "selfclassify-runs"]
     assert abs(sum(s.share for s in plan.stages) - 1) < 1e-9
 
 
@@ -326,17 +384,6 @@ def test_smoke_keeps_the_commands_and_shrinks_the_sizes(job, plan_module):
     for s in smoke.stages:
         assert s.args[s.args.index("--iterations") + 1] == "2"
     assert all(s.why for s in full.stages)
-
-
-def test_studies_measure_shipped_rules_and_travel_in_the_setup_group(job, plan_module):
-    plan = job.build_plan(plan_module, smoke=False)
-    names, _ = plan.archives["1-setup-metanca"]
-    assert "studies" in names and "setup" in names
-    assert set(plan.studies) == {"heatmap-metanca-mnist", "heatmap-metanca-mnist-dc"}
-    for name, args in plan.studies.items():
-        checkpoint = Path(args[args.index("--checkpoint") + 1])
-        assert checkpoint.is_file(), name
-        assert args[args.index("--samples") + 1] == "100"  # issue 17's protocol
 
 
 def test_restorers_compare_at_equal_batches(plan):
