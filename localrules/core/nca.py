@@ -20,9 +20,11 @@ Hooks (as CAX's ``perceive`` / ``update`` / ``_step`` and PyG's ``message`` / ``
   lattice noise and gate.
 - ``sparse_fire`` (constructor): compute the rule on the updating cells only and add their deltas
   with ``index_add`` (the same values; about ``fire_rate`` of the work: MetaNCA's weight cells).
-  A topology with ``perceive_rows(x, perception, rows) -> (len(rows), P)`` perceives those cells
-  only too (the self-classifier's alive cells); it promises no random draws of its own, so the
-  noise and fire mask are drawn first, from the same stream as otherwise.
+  True, False, or a device type ("cpu"): sparse for tensors on that device only (the dense masked
+  update keeps static shapes and needs no host synchronisation per step). A topology with
+  ``perceive_rows(x, perception, rows) -> (len(rows), P)`` perceives those cells only too (the
+  self-classifier's alive cells); it promises no random draws of its own, so the noise and fire
+  mask are drawn first, from the same stream as otherwise.
 - ``alive``, ``fire``, ``noise`` (step): the alive mask (None: all alive) and given random draws.
 - ``perturb(t, state) -> state`` (rollout): applied before update t = 0, 1, ... (damage at step k).
 - ``observe(t, state)`` (rollout): called after t = 1, 2, ... updates (curves, progress bars).
@@ -56,7 +58,7 @@ class ClampHidden(nn.Module):
 
 class NCA(nn.Module):
     def __init__(self, perception: MoorePerception | None, rule: Rule, fire_rate: float = 0.5,
-                 post: Callable[[State], State] | None = None, sparse_fire: bool = False):
+                 post: Callable[[State], State] | None = None, sparse_fire: bool | str = False):
         super().__init__()
         self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
         self.post, self.sparse_fire = post, sparse_fire
@@ -79,9 +81,9 @@ class NCA(nn.Module):
         are drawn when not given; ``uc``: :meth:`code_projection`, computed when not given. A
         parameter-free topology gets ``perception=None``."""
         x = state if fixed is None else torch.cat([fixed, state], -1)
+        sparse = self.sparse_fire in (True, x.device.type)
         # a topology with perceive_rows (it draws nothing) perceives the updating rows only, below
-        rows_only = self.sparse_fire and hasattr(topology, "perceive_rows")
-        p = None if rows_only else topology.perceive(x, self.perception)
+        p = None if sparse and hasattr(topology, "perceive_rows") else topology.perceive(x, self.perception)
         if uc is None:
             uc = self.code_projection(topology, x.device)
         C, cells = state.shape[-1], x.shape[:-1] if p is None else p.shape[:-1]
@@ -90,11 +92,11 @@ class NCA(nn.Module):
         if fire is None and self.fire_rate < 1.0:
             fire = torch.rand(*cells, 1, device=x.device) <= self.fire_rate
         mask = fire if alive is None else alive if fire is None else fire & alive
-        if p is None and mask is None:
-            p = topology.perceive(x, self.perception)
-        if self.sparse_fire and mask is not None:
+        if sparse and mask is not None:
             out = self._sparse(p, uc, state, mask, noise, noise_std, topology, x)
         else:
+            if p is None:
+                p = topology.perceive(x, self.perception)
             delta = self._rule(p, uc)
             if noise_std > 0:
                 delta = delta + noise * noise_std
