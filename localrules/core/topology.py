@@ -68,7 +68,7 @@ class AliveCells:
 
     def compact(self, dense: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (N, C): the rows of the alive cells."""
-        return dense.reshape(-1, dense.shape[-1]).index_select(0, self.index)  # 3x faster than [index]
+        return dense.reshape(-1, dense.shape[-1]).index_select(0, self.index)  # faster than [index] on the CPU
 
     def dense(self, rows: torch.Tensor) -> torch.Tensor:
         """(N, C) -> (B, H, W, C), zero at dead cells."""
