@@ -20,6 +20,11 @@ Hooks (as CAX's ``perceive`` / ``update`` / ``_step`` and PyG's ``message`` / ``
   lattice noise and gate.
 - ``sparse_fire`` (constructor): compute the rule on the updating cells only and add their deltas
   with ``index_add`` (the same values; about ``fire_rate`` of the work: MetaNCA's weight cells).
+  True, False, or a device type ("cpu"): sparse for tensors on that device only (the dense masked
+  update keeps static shapes and needs no host synchronisation per step). A topology with
+  ``perceive_rows(x, perception, rows) -> (len(rows), P)`` perceives those cells only too (the
+  self-classifier's alive cells); it promises no random draws of its own, so the noise and fire
+  mask are drawn first, from the same stream as otherwise.
 - ``alive``, ``fire``, ``noise`` (step): the alive mask (None: all alive) and given random draws.
 - ``perturb(t, state) -> state`` (rollout): applied before update t = 0, 1, ... (damage at step k).
 - ``observe(t, state)`` (rollout): called after t = 1, 2, ... updates (curves, progress bars).
@@ -53,7 +58,7 @@ class ClampHidden(nn.Module):
 
 class NCA(nn.Module):
     def __init__(self, perception: MoorePerception | None, rule: Rule, fire_rate: float = 0.5,
-                 post: Callable[[State], State] | None = None, sparse_fire: bool = False):
+                 post: Callable[[State], State] | None = None, sparse_fire: bool | str = False):
         super().__init__()
         self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
         self.post, self.sparse_fire = post, sparse_fire
@@ -76,29 +81,37 @@ class NCA(nn.Module):
         are drawn when not given; ``uc``: :meth:`code_projection`, computed when not given. A
         parameter-free topology gets ``perception=None``."""
         x = state if fixed is None else torch.cat([fixed, state], -1)
-        p = topology.perceive(x, self.perception)
+        sparse = self.sparse_fire in (True, x.device.type)
+        # a topology with perceive_rows (it draws nothing) perceives the updating rows only, below
+        p = None if sparse and hasattr(topology, "perceive_rows") else topology.perceive(x, self.perception)
         if uc is None:
-            uc = self.code_projection(topology, p.device)
-        C = state.shape[-1]
+            uc = self.code_projection(topology, x.device)
+        C, cells = state.shape[-1], x.shape[:-1] if p is None else p.shape[:-1]
         if noise_std > 0 and noise is None:
-            noise = torch.randn(*p.shape[:-1], C, device=p.device)
+            noise = torch.randn(*cells, C, device=x.device)
         if fire is None and self.fire_rate < 1.0:
-            fire = torch.rand(*p.shape[:-1], 1, device=p.device) <= self.fire_rate
+            fire = torch.rand(*cells, 1, device=x.device) <= self.fire_rate
         mask = fire if alive is None else alive if fire is None else fire & alive
-        if self.sparse_fire and mask is not None:
-            out = self._sparse(p, uc, state, mask, noise, noise_std)
+        if sparse and mask is not None:
+            out = self._sparse(p, uc, state, mask, noise, noise_std, topology, x)
         else:
+            if p is None:
+                p = topology.perceive(x, self.perception)
             delta = self._rule(p, uc)
             if noise_std > 0:
                 delta = delta + noise * noise_std
             out = state + delta if mask is None else state + delta * mask
         return out if self.post is None else self.post(out)
 
-    def _sparse(self, p, uc, state, mask, noise, noise_std) -> State:
-        """The update on the rows where ``mask`` is set only, added with ``index_add``."""
+    def _sparse(self, p, uc, state, mask, noise, noise_std, topology, x) -> State:
+        """The update on the rows where ``mask`` is set only, added with ``index_add``; with p None
+        the topology perceives those rows only (``topology.perceive_rows(x, perception, idx)``)."""
         C, n = state.shape[-1], mask.numel()
         idx = mask.reshape(-1).nonzero().squeeze(1)
-        rows = p.reshape(n, -1).index_select(0, idx)
+        if p is None:
+            rows = topology.perceive_rows(x, self.perception, idx)
+        else:
+            rows = p.reshape(n, -1).index_select(0, idx)
         if uc is not None:  # one code per cell, or shared by the S samples
             per_cell = uc.reshape(-1, uc.shape[-1])
             uc = per_cell.index_select(0, idx % len(per_cell))

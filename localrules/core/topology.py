@@ -68,7 +68,7 @@ class AliveCells:
 
     def compact(self, dense: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (N, C): the rows of the alive cells."""
-        return dense.reshape(-1, dense.shape[-1])[self.index]
+        return dense.reshape(-1, dense.shape[-1]).index_select(0, self.index)  # faster than [index] on the CPU
 
     def dense(self, rows: torch.Tensor) -> torch.Tensor:
         """(N, C) -> (B, H, W, C), zero at dead cells."""
@@ -82,11 +82,19 @@ class AliveCells:
 
     def perceive(self, x: torch.Tensor, perception: MoorePerception) -> torch.Tensor:
         """x (N, C) of alive cells -> p (N, P) = bias + W_dir . gathered (N, 9C) patches."""
+        return self._perceive(x, perception, self.nbr)
+
+    def perceive_rows(self, x: torch.Tensor, perception: MoorePerception, rows: torch.Tensor) -> torch.Tensor:
+        """x (N, C) of alive cells, rows (R,) -> p (R, P): the perception of those cells only
+        (``NCA``'s ``sparse_fire`` asks for the firing cells; no random draws)."""
+        return self._perceive(x, perception, self.nbr.index_select(0, rows))
+
+    def _perceive(self, x: torch.Tensor, perception: MoorePerception, nbr: torch.Tensor) -> torch.Tensor:
         table = torch.cat([x, self.context.to(x.dtype)])
-        # gather, not table[self.nbr]: on the CPU the backward of tensor indexing adds the
+        # gather, not table[nbr]: on the CPU the backward of tensor indexing adds the
         # gradients of repeated rows with threaded atomics, in an order that varies run to run
-        idx = self.nbr.reshape(-1, 1).expand(-1, table.shape[-1])
-        patches = table.gather(0, idx).reshape(len(x), -1)  # (N, 9C)
+        idx = nbr.reshape(-1, 1).expand(-1, table.shape[-1])
+        patches = table.gather(0, idx).reshape(len(nbr), -1)  # (R, 9C)
         return F.linear(patches, perception.direction_matrix(), perception.bias)
 
 

@@ -29,7 +29,8 @@ from localrules.core import NCA, Grid2D
 class SelfClassifyStep(nn.Module):
     def __init__(self, model: NCA, noise_std: float):
         super().__init__()
-        self.model, self.noise_std = model, float(noise_std)
+        self.model, self.noise_std = copy.copy(model), float(noise_std)
+        self.model.sparse_fire = False  # the same values, without data-dependent shapes
 
     def forward(self, pixels, state, fire, noise):
         from localrules.tasks.mnist_selfclassify import ALIVE_THRESHOLD

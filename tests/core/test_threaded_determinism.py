@@ -24,23 +24,28 @@ def _inputs(B=8, H=20, W=20, C=20):
     return alive, torch.randn(B, H, W, C, generator=g)
 
 
-@pytest.mark.parametrize("engine", ["alive", "dense", "graph"])
+@pytest.mark.parametrize("engine", ["alive", "alive_rows", "dense", "graph"])
 def test_perception_gradients_repeat_bit_for_bit(many_threads, engine):
     alive, x = _inputs()
     per = MoorePerception(x.shape[-1], 40)
-    if engine == "alive":
+    perceive = None
+    if engine.startswith("alive"):
         topo = AliveCells(alive, x)
         x = topo.compact(x)
+        if engine == "alive_rows":  # every other cell, as the firing cells of a step
+            rows = torch.arange(0, topo.n, 2)
+            perceive = lambda x, per: topo.perceive_rows(x, per, rows)  # noqa: E731
     elif engine == "dense":
         topo = Grid2D()
     else:
         topo = GridGraph.moore(*alive.shape)
         x = x.reshape(-1, x.shape[-1])
     x.requires_grad_()
-    w = torch.randn(*x.shape[:-1], 40, generator=torch.Generator().manual_seed(1))
+    perceive = perceive or topo.perceive
+    w = torch.randn(*perceive(x, per).shape[:-1], 40, generator=torch.Generator().manual_seed(1))
 
     def grads():
-        p = topo.perceive(x, per)
+        p = perceive(x, per)
         return torch.autograd.grad((p * w).sum(), (x, per.weight))
 
     first = grads()
