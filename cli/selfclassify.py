@@ -11,9 +11,9 @@ import typer
 
 from .helpstyle import panels
 from . import summary
-from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
-                     resumed_config, run_app, setup)
-from .options import MS, TRAIN, ints, option
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
+                     init_weights, resumed_config, run_app, setup)
+from .options import MS, TRAIN, Precision, compile_option, graphs_option, ints, option, precision_option
 
 
 class Loss(str, Enum):
@@ -69,6 +69,9 @@ def run_selfclassify(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch (default: PyTorch's choice)."),
+    compile: Optional[bool] = compile_option(),
+    cuda_graphs: bool = graphs_option(),
+    precision: Precision = precision_option(),
 ):
     """Self-classifying MNIST: train from scratch (or --resume), or evaluate the shipped model (--pretrained)."""
     import torch
@@ -87,8 +90,9 @@ def run_selfclassify(
                     pool_size=pool_size, engine=engine.value, augment=augment).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
-                       checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps)
-    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
+                       checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps,
+                       precision=precision.value)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
         "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
         "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)
@@ -97,6 +101,7 @@ def run_selfclassify(
     if init_model is not None and not resume:
         init_weights(task, init_model, ms.load, ("hidden_channels", "perception", "perception_dim", "hidden"),
                      "--init-model")
+    accelerate(task.model, dev, compile, cuda_graphs)
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
@@ -109,7 +114,7 @@ panels(run_selfclassify, {
     "Run": "pretrained n out resume overwrite init_model",
     "Model": "loss noise perception engine augment",
     "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
-    "Machine": "device threads data_dir tensorboard",
+    "Machine": "device threads compile cuda_graphs precision data_dir tensorboard",
 })
 
 
