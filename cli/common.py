@@ -80,7 +80,7 @@ def accelerate(model, device, compile: bool | None, cuda_graphs: bool = False) -
     if not (cuda_graphs or resolve(compile, device)):
         return
     try:
-        compile_model(model, device, cuda_graphs)
+        compile_model(model, device, cuda_graphs, fallback=compile is None)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--cuda-graphs") from e
     typer.echo(f"compiled steps ({backend()}{', CUDA graphs' if cuda_graphs else ''}): the first iterations compile")

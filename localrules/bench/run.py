@@ -5,6 +5,12 @@ times training (forward + backward through the rollout) and evaluation (inferenc
 reports cell-steps per second (dense-equivalent: every grid cell or weight counts), counted
 FLOPs per second, and the ratios ``train_speedup`` and ``eval_speedup`` (reference time /
 engine time).
+
+With ``compile`` the engine is timed again with its steps compiled (``compiled`` rows; on CUDA
+also recorded as CUDA graphs, ``graph`` rows: :mod:`localrules.train.accelerate`), each checked
+against the eager engine first (``agreement_compiled``, ``agreement_graph``); their GFLOP/s
+count the eager engine's FLOPs (the same arithmetic), and ``compile_train_speedup`` /
+``compile_eval_speedup`` (``graph_...``) are eager engine time / that path's time.
 """
 
 from __future__ import annotations
@@ -78,9 +84,49 @@ def _row(seconds: float, cell_steps: int, flops: int) -> dict:
             "flops": flops}
 
 
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / (b.norm() + 1e-12)).item()
+
+
+def accelerated_modes(device) -> tuple[str, ...]:
+    """The accelerated paths the bench measures on ``device``: compiled, and on CUDA graph-captured."""
+    return ("compiled", "graph") if device.type == "cuda" else ("compiled",)
+
+
+def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int, ecells: int, repeats: int,
+                 modes) -> dict:
+    """Add each mode's rows to ``res``: ``check()`` -> (loss, output, grads) of one training step on
+    fixed inputs, run eagerly and with the mode's compiled steps, must agree; then ``train_fn`` and
+    ``eval_fn`` are timed with them. A mode that fails to compile is reported, not raised."""
+    from localrules.train.accelerate import compile_model, eager
+
+    with float32_exact():
+        base = check()
+    for mode in modes:
+        try:
+            compile_model(model, device, graphs=mode == "graph")
+            with float32_exact():
+                got = check()
+            agree = {"max_output_diff": (got[1] - base[1]).abs().max().item(),
+                     "loss_diff": (got[0] - base[0]).abs().item(),
+                     "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(got[2], base[2]))}
+            agree["ok"] = (agree["max_output_diff"] < 1e-4 and agree["loss_diff"] < 1e-4
+                           and agree["max_grad_rel_diff"] < 1e-3)
+            res[f"agreement_{mode}"] = agree
+            res["train"][mode] = _row(_time(train_fn, repeats, device), cells, res["train"]["engine"]["flops"])
+            res["eval"][mode] = _row(_time(eval_fn, repeats, device), ecells, res["eval"]["engine"]["flops"])
+            for phase in ("train", "eval"):
+                res[f"{mode}_{phase}_speedup"] = res[phase]["engine"]["seconds"] / res[phase][mode]["seconds"]
+        except Exception as e:  # noqa: BLE001 - a compiler error is a finding of the bench
+            res[f"agreement_{mode}"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+        finally:
+            eager(model)
+    return res
+
+
 def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int = 20,
                        eval_digits: int = 200, eval_steps: int = 50, eval_batch: int = 50,
-                       repeats: int = 3, seed: int = 0) -> dict:
+                       repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
     """pixels (N, 28, 28) in [0, 1]: real digits (their alive cells decide the work saved)."""
     from localrules.tasks import mnist_selfclassify as ms
 
@@ -127,7 +173,7 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         l_d, s_d = dense()
         g_d = [p.grad.clone() for p in model.parameters()]
     agree = {"max_state_diff": (s_e - s_d).abs().max().item(), "loss_diff": (l_e - l_d).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_d))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_d))}
     agree["ok"] = agree["max_state_diff"] < 1e-3 and agree["max_grad_rel_diff"] < 1e-3
 
     cells = batch * H * W * steps
@@ -150,7 +196,7 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
     evals = {"engine": _row(_time(evaluate(engine), repeats, device), ecells, _flops(evaluate(engine))),
              "reference": _row(_time(evaluate(dense), repeats, device), ecells, _flops(evaluate(dense)))}
     alive_frac = (pixels > 0.1).float().mean().item()
-    return {
+    res = {
         "system": "mnist-selfclassify", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -160,9 +206,15 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         "machine": machine(device),
     }
 
+    def check():
+        loss, s = engine()
+        return loss, s, [p.grad.clone() for p in model.parameters()]
+
+    return _accelerated(res, model, device, check, engine, evaluate(engine), cells, ecells, repeats, modes)
+
 
 def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int = 10,
-                  data_batch: int = 256, repeats: int = 3, seed: int = 0) -> dict:
+                  data_batch: int = 256, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
     """Batched DenseLayers growth of ``samples`` networks vs a per-network, per-layer loop; they
     must agree on the final states, the loss and the rule's gradients."""
     from localrules.core.weightgraph import DenseLayers
@@ -212,7 +264,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         (l_e, s_e), g_e = engine(), grads()
         (l_r, s_r), g_r = loop(), grads()
     agree = {"max_state_diff": (s_e - s_r).abs().max().item(), "loss_diff": (l_e - l_r).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_r))}
     agree["ok"] = (agree["max_state_diff"] < 1e-4 and agree["loss_diff"] < 1e-4 and len(g_e) == len(g_r)
                    and agree["max_grad_rel_diff"] < 1e-3)
     cells = samples * topo.n_cells * steps
@@ -236,7 +288,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
 
     evals = {"engine": _row(_time(grow, repeats, device), cells, _flops(grow)),
              "reference": _row(_time(no_grad(loop), repeats, device), cells, _flops(no_grad(loop)))}
-    return {
+    res = {
         "system": "metanca", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -246,9 +298,15 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         "machine": machine(device),
     }
 
+    def check():
+        loss, s = engine()
+        return loss, s, grads()
+
+    return _accelerated(res, rule, device, check, engine, grow, cells, cells, repeats, modes)
+
 
 def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: int = 1000,
-                  eval_batch: int = 100, repeats: int = 3, seed: int = 0) -> dict:
+                  eval_batch: int = 100, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
     """The hybrid restorer (our channels-last CA engine) against the NCHW reference, in eval mode
     (no dropout or state noise, so both compute the same function); images (N, 28, 28) in [0, 1]."""
     from localrules.tasks import restore as rs
@@ -285,7 +343,7 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
         g_r = [p.grad.clone() for p in model.parameters()]
         out_diff = (eval_pass(engine)() - eval_pass(reference)()).abs().max().item()
     agree = {"max_output_diff": out_diff, "loss_diff": (l_e - l_r).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_r))}
     agree["ok"] = agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3
     L, steps = model.cfg.lattice, model.cfg.steps
     cells, ecells = batch * L * L * steps, eval_digits * L * L * steps
@@ -293,7 +351,7 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
              for name, p in (("engine", engine), ("reference", reference))}
     evals = {name: _row(_time(eval_pass(p), repeats, device), ecells, _flops(eval_pass(p)))
              for name, p in (("engine", engine), ("reference", reference))}
-    return {
+    res = {
         "system": "restore", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -302,3 +360,10 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
                      "repeats": repeats},
         "machine": machine(device),
     }
+
+    def check():
+        loss = train_step(engine)()
+        return loss, eval_pass(engine)(), [p.grad.clone() for p in model.parameters()]
+
+    return _accelerated(res, model, device, check, train_step(engine), eval_pass(engine), cells, ecells, repeats,
+                        modes)

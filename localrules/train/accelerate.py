@@ -42,14 +42,18 @@ def resolve(compile: bool | None, device: torch.device) -> bool:
     return COMPILE_DEFAULT.get(device.type, False) if compile is None else compile
 
 
-def compile_model(model: torch.nn.Module, device: torch.device, graphs: bool = False) -> torch.nn.Module:
+def compile_model(model: torch.nn.Module, device: torch.device, graphs: bool = False,
+                  fallback: bool = False) -> torch.nn.Module:
     """Compile every NCA step of ``model`` in place (its ``step_fn``), or the forward of a model
-    without an NCA; ``graphs``: CUDA graphs as well (CUDA only). Weights and state_dict keys are
-    unchanged; returns ``model``."""
+    without an NCA; ``graphs``: CUDA graphs as well (CUDA only); ``fallback``: a step that fails to
+    compile runs eagerly, with a warning (the device default, so that a slot's training does not
+    stop on a compiler error). Weights and state_dict keys are unchanged; returns ``model``."""
     if graphs and device.type != "cuda":
         raise ValueError(f"--cuda-graphs needs a CUDA device, not {device}")
+    import torch._dynamo.config as dynamo
     import torch._inductor.config as inductor
 
+    dynamo.suppress_errors = fallback
     inductor.fallback_random = True  # torch.rand / randn as in eager: the same draws from a seed
     inductor.triton.cudagraph_skip_dynamic_graphs = True  # no graph recorded per alive-cell count
     kw = {"backend": backend(), "mode": "reduce-overhead" if graphs else None}
