@@ -104,7 +104,6 @@ def test_bench_compiled_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, 
     as inductor without its code generation, seconds instead of a minute), checked against the eager
     engine first. Catches: compiled rows missing or replacing the existing ones, a disagreeing
     compiled path reported as ok, a speedup from other rows."""
-
     monkeypatch.setenv("LOCALRULES_COMPILE_BACKEND", "aot_eager")
     res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", "--threads", "1",
                               "--data-dir", str(mnist_dir), "--json", str(tmp_path / "b.json")])
