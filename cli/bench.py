@@ -35,7 +35,7 @@ def bench(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
-    compile: bool = typer.Option(True, "--compile/--no-compile", help="Also time the engine with compiled steps (and, on CUDA, recorded as CUDA graphs), each checked against the eager engine first; compiling takes a minute or more on a CPU."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="Also time the engine's variants, each checked against the eager engine first: compiled steps (on CUDA also recorded as CUDA graphs) and, for restore, the NCHW layout; compiling takes a minute or more on a CPU."),
 ):
     """Same weights and inputs through our engine and a plain dense PyTorch reference: checks they
     agree, then reports train_speedup, eval_speedup, cell-steps/s and GFLOP/s; with --compile
@@ -43,7 +43,7 @@ def bench(
     from localrules.bench.run import accelerated_modes, bench_metanca, bench_restore, bench_selfclassify
 
     dev = setup(device, threads)
-    modes = accelerated_modes(dev) if compile else ()
+    modes = accelerated_modes(dev, system.value) if compile else ()
     if system is BenchSystem.metanca:
         kw = dict(sizes=(20, 8, 6, 3), samples=2, steps=2, data_batch=8, repeats=1) if quick else {}
         res = bench_metanca(dev, **{"repeats": repeats, "modes": modes, **kw})

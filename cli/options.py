@@ -155,3 +155,14 @@ def graphs_option() -> Any:
 
 def precision_option() -> Any:
     return option(TRAIN, "precision", to=Precision, help=PRECISION_HELP)
+
+
+LAYOUT_HELP = ("Memory layout of the lattice's convolution: channels-last (the state as it is) or nchw (copied "
+               "to contiguous NCHW first); the same numbers; auto: the one measured faster on the device "
+               "(localrules.core.layout).")
+
+
+class Layout(str, enum.Enum):
+    auto = "auto"
+    channels_last = "channels-last"
+    nchw = "nchw"

@@ -12,7 +12,8 @@ import typer
 from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
                      init_weights, resumed_config, run_app, setup, study_app)
-from .options import CLI_DEFAULTS, RS, TRAIN, Precision, compile_option, graphs_option, option, precision_option
+from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, Precision, compile_option, graphs_option, option,
+                      precision_option)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 OPTIONAL = ("ca", "cnn-ae", "unet")  # loaded when the folder has them, as is any other folder (a variant)
@@ -94,12 +95,14 @@ def run_restore(
     compile: Optional[bool] = compile_option(),
     cuda_graphs: bool = graphs_option(),
     precision: Precision = precision_option(),
+    layout: Layout = typer.Option(Layout.auto, help=LAYOUT_HELP),
 ):
     """Restoration of 70 %-masked digits: train one model, or evaluate trained ones (--pretrained)."""
     import torch
 
     from localrules.data.arrays import to_unit_pixels
     from localrules.data.mnist import load_mnist
+    from localrules.core.layout import resolve_layout, use_layout
     from localrules.tasks import restore as rs
     from localrules.train.loop import train
 
@@ -137,6 +140,7 @@ def run_restore(
                                                  "mask_channel", "keep_visible", "unet_width"),
                      "--init-model")
         task.seed_pool()
+    use_layout(task.model, resolve_layout(layout.value, dev))
     accelerate(task.model, dev, compile, cuda_graphs)
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)

@@ -6,11 +6,12 @@ reports cell-steps per second (dense-equivalent: every grid cell or weight count
 FLOPs per second, and the ratios ``train_speedup`` and ``eval_speedup`` (reference time /
 engine time).
 
-With ``compile`` the engine is timed again with its steps compiled (``compiled`` rows; on CUDA
-also recorded as CUDA graphs, ``graph`` rows: :mod:`localrules.train.accelerate`), each checked
-against the eager engine first (``agreement_compiled``, ``agreement_graph``); their GFLOP/s
-count the eager engine's FLOPs (the same arithmetic), and ``compile_train_speedup`` /
-``compile_eval_speedup`` (``graph_...``) are eager engine time / that path's time.
+With ``modes`` the engine is timed again as each variant: its steps compiled (``compiled`` rows;
+on CUDA also recorded as CUDA graphs, ``graph`` rows: :mod:`localrules.train.accelerate`) and
+for the restorer its convolution in NCHW layout (``nchw`` rows: :mod:`localrules.core.layout`),
+each checked against the eager engine first (``agreement_compiled``, ...); their GFLOP/s count
+the eager engine's FLOPs (the same arithmetic), and ``compiled_train_speedup`` /
+``compiled_eval_speedup`` (``graph_...``, ``nchw_...``) are eager engine time / that variant's.
 """
 
 from __future__ import annotations
@@ -88,23 +89,37 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / (b.norm() + 1e-12)).item()
 
 
-def accelerated_modes(device) -> tuple[str, ...]:
-    """The accelerated paths the bench measures on ``device``: compiled, and on CUDA graph-captured."""
-    return ("compiled", "graph") if device.type == "cuda" else ("compiled",)
+def accelerated_modes(device, system: str = "") -> tuple[str, ...]:
+    """The variants of the engine the bench measures on ``device``: compiled, on CUDA also
+    graph-captured, and for the restorer the NCHW layout (its engine row is channels-last)."""
+    return (("nchw",) if system == "restore" else ()) + (("compiled", "graph") if device.type == "cuda" else ("compiled",))
+
+
+def _apply(mode: str, model, device) -> None:
+    """Turn ``model`` into the engine variant ``mode`` (undone by eager + use_layout channels-last)."""
+    from localrules.core.layout import use_layout
+    from localrules.train.accelerate import compile_model
+
+    if mode == "nchw":
+        use_layout(model, "nchw")
+    else:
+        compile_model(model, device, graphs=mode == "graph")
 
 
 def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int, ecells: int, repeats: int,
                  modes) -> dict:
-    """Add each mode's rows to ``res``: ``check()`` -> (loss, output, grads) of one training step on
-    fixed inputs, run eagerly and with the mode's compiled steps, must agree; then ``train_fn`` and
-    ``eval_fn`` are timed with them. A mode that fails to compile is reported, not raised."""
-    from localrules.train.accelerate import compile_model, eager
+    """Add each mode's rows to ``res`` (:func:`accelerated_modes`): ``check()`` -> (loss, output,
+    grads) of one training step on fixed inputs, run by the eager engine and by the variant, must
+    agree; then ``train_fn`` and ``eval_fn`` are timed with it. A mode that fails to compile is
+    reported, not raised."""
+    from localrules.core.layout import use_layout
+    from localrules.train.accelerate import eager
 
     with float32_exact():
         base = check()
     for mode in modes:
         try:
-            compile_model(model, device, graphs=mode == "graph")
+            _apply(mode, model, device)
             with float32_exact():
                 got = check()
             agree = {"max_output_diff": (got[1] - base[1]).abs().max().item(),
@@ -120,7 +135,7 @@ def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int,
         except Exception as e:  # noqa: BLE001 - a compiler error is a finding of the bench
             res[f"agreement_{mode}"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
         finally:
-            eager(model)
+            use_layout(eager(model), "channels-last")
     return res
 
 

@@ -99,7 +99,7 @@ def test_bench_restore_quick(tmp_path, monkeypatch, mnist_dir):
 
 
 @pytest.mark.parametrize("system", ["mnist-selfclassify", "metanca", "restore"])
-def test_bench_compiled_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, mnist_dir, system):
+def test_bench_variant_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, mnist_dir, system):
     """--compile (the default): the engine again with compiled steps (aot_eager: the same tracing
     as inductor without its code generation, seconds instead of a minute), checked against the eager
     engine first. Catches: compiled rows missing or replacing the existing ones, a disagreeing
@@ -109,14 +109,16 @@ def test_bench_compiled_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, 
                               "--data-dir", str(mnist_dir), "--json", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "b.json").read_text())
-    agree = out["agreement_compiled"]
-    assert agree["ok"] and agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3, agree
+    variants = ["compiled"] + (["nchw"] if system == "restore" else [])  # the restorer: also its NCHW layout
+    for mode in variants:
+        agree = out[f"agreement_{mode}"]
+        assert agree["ok"] and agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3, agree
+        for phase in ("train", "eval"):
+            row = out[phase][mode]
+            assert row["flops"] == out[phase]["engine"]["flops"]  # the same arithmetic
+            assert out[f"{mode}_{phase}_speedup"] == pytest.approx(out[phase]["engine"]["seconds"] / row["seconds"])
     assert "agreement_graph" not in out  # CUDA graphs: on CUDA only
-    for phase in ("train", "eval"):
-        assert set(out[phase]) == {"engine", "reference", "compiled"}
-        row = out[phase]["compiled"]
-        assert row["flops"] == out[phase]["engine"]["flops"]  # the same arithmetic
-        assert out[f"compiled_{phase}_speedup"] == pytest.approx(out[phase]["engine"]["seconds"] / row["seconds"])
+    assert set(out["train"]) == set(out["eval"]) == {"engine", "reference", *variants}
     assert {"train_speedup", "eval_speedup"} <= set(out)  # the keys other code reads stay
     assert "compiled agrees with the eager engine: True" in res.output
 
