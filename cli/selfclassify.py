@@ -119,7 +119,7 @@ panels(run_selfclassify, {
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
-                 noise, batch_size, seed, images=None, labels=None, workers=0, transform=None):
+                 noise, batch_size, seed, images=None, labels=None, workers=0, transform=None, compile=None):
     from localrules.data.arrays import load_image_arrays, to_unit_pixels
     from localrules.data.mnist import load_mnist
     from localrules.studies.curves import SUMMARY
@@ -139,8 +139,10 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         batch_size = 1000 if device.type == "cuda" else 50
     if not workers:  # on CPU, one single-threaded process per thread scales better than threads
         workers = torch.get_num_threads() if device.type == "cpu" else 1
+    from localrules.train.accelerate import resolve
+
     opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                batch_size=batch_size, engine=engine, workers=workers)
+                batch_size=batch_size, engine=engine, workers=workers, compile=resolve(compile, device))
     if transform:
         return _transform_report(checkpoint, pixels, y, transform, out, json_path, seed, opts)
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, seed=seed, **opts)
@@ -203,6 +205,7 @@ def eval_selfclassify(
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
     card_title: str = typer.Option("Model card", help="Title of the model card."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
+    compile: Optional[bool] = compile_option(),
 ):
     """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
     from localrules.tasks import mnist_selfclassify as ms
@@ -217,7 +220,7 @@ def eval_selfclassify(
     res = _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
                  device=dev, data_dir=data_dir, engine=engine.value,
                  noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels,
-                 workers=workers, transform=transform.value if transform else None)
+                 workers=workers, transform=transform.value if transform else None, compile=compile)
     if card:
         from localrules.studies.report import model_card
 

@@ -175,3 +175,21 @@ def test_cuda_graph_captured_restorer_equals_eager(device):
         got = step()
     assert torch.allclose(got[0], want[0], rtol=1e-4)
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(got[1], want[1]))
+
+
+def test_compiled_evaluation_equals_eager(small_digits, aot_eager):
+    """eval mnist-selfclassify --compile: the paper's protocol (mutation included) with compiled
+    steps gives the eager curves; the model is left eager."""
+    from localrules.studies.curves import selfclassify_curves
+
+    model = ms.build_model(ms.Config(perception_dim=8, hidden=(8,)))
+    torch.nn.init.normal_(model.rule.mlp[-1].weight, std=0.05)
+    px = torch.as_tensor(small_digits[0][:6] / 255.0, dtype=torch.float32)
+    y = torch.as_tensor(small_digits[1][:6])
+    kw = dict(steps=6, mutate_at=3, batch_size=3, noise_std=0.02, progress=False)
+    with torch.inference_mode():
+        want = selfclassify_curves(model, px, y, **kw)
+        got = selfclassify_curves(model, px, y, compile=True, **kw)
+    assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
+    assert got["state_magnitude"] == pytest.approx(want["state_magnitude"], rel=1e-5)
+    assert model.step_fn is None
