@@ -44,18 +44,22 @@ def bench(
 
     dev = setup(device, threads)
     modes = accelerated_modes(dev, system.value) if compile else ()
+
+    def write(res: dict) -> None:  # also before each variant: a bench cut off while compiling keeps its rows
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(res, indent=1))
+
     if system is BenchSystem.metanca:
         kw = dict(sizes=(20, 8, 6, 3), samples=2, steps=2, data_batch=8, repeats=1) if quick else {}
-        res = bench_metanca(dev, **{"repeats": repeats, "modes": modes, **kw})
+        res = bench_metanca(dev, **{"repeats": repeats, "modes": modes, "report": write, **kw})
     elif system is BenchSystem.restore:
         kw = dict(batch=4, eval_digits=8, eval_batch=4, repeats=1) if quick else {}
-        res = bench_restore(_test_pixels(data_dir), dev, **{"repeats": repeats, "modes": modes, **kw})
+        res = bench_restore(_test_pixels(data_dir), dev, **{"repeats": repeats, "modes": modes, "report": write, **kw})
     else:
         kw = dict(batch=4, steps=3, eval_digits=8, eval_steps=3, eval_batch=4, repeats=1) if quick else {}
-        res = bench_selfclassify(_test_pixels(data_dir), dev, **{"repeats": repeats, "modes": modes, **kw})
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=1))
+        res = bench_selfclassify(_test_pixels(data_dir), dev, **{"repeats": repeats, "modes": modes, "report": write, **kw})
+    write(res)
     t, e = res["train"], res["eval"]
     typer.echo(f"{res['system']} on {res['machine']['cpu']} ({res['machine']['torch_threads']} threads, "
                f"{dev}): agree={res['agreement']['ok']}")

@@ -107,7 +107,7 @@ def _apply(mode: str, model, device) -> None:
 
 
 def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int, ecells: int, repeats: int,
-                 modes) -> dict:
+                 modes, report=None) -> dict:
     """Add each mode's rows to ``res`` (:func:`accelerated_modes`): ``check()`` -> (loss, output,
     grads) of one training step on fixed inputs, run by the eager engine and by the variant, must
     agree; then ``train_fn`` and ``eval_fn`` are timed with it. A mode that fails to compile is
@@ -118,6 +118,8 @@ def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int,
     with float32_exact():
         base = check()
     for mode in modes:
+        if report:
+            report(res)
         try:
             _apply(mode, model, device)
             with float32_exact():
@@ -141,7 +143,7 @@ def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int,
 
 def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int = 20,
                        eval_digits: int = 200, eval_steps: int = 50, eval_batch: int = 50,
-                       repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
+                       repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """pixels (N, 28, 28) in [0, 1]: real digits (their alive cells decide the work saved)."""
     from localrules.tasks import mnist_selfclassify as ms
 
@@ -225,11 +227,11 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         loss, s = engine()
         return loss, s, [p.grad.clone() for p in model.parameters()]
 
-    return _accelerated(res, model, device, check, engine, evaluate(engine), cells, ecells, repeats, modes)
+    return _accelerated(res, model, device, check, engine, evaluate(engine), cells, ecells, repeats, modes, report)
 
 
 def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int = 10,
-                  data_batch: int = 256, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
+                  data_batch: int = 256, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """Batched DenseLayers growth of ``samples`` networks vs a per-network, per-layer loop; they
     must agree on the final states, the loss and the rule's gradients."""
     from localrules.core.weightgraph import DenseLayers
@@ -317,11 +319,11 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         loss, s = engine()
         return loss, s, grads()
 
-    return _accelerated(res, rule, device, check, engine, grow, cells, cells, repeats, modes)
+    return _accelerated(res, rule, device, check, engine, grow, cells, cells, repeats, modes, report)
 
 
 def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: int = 1000,
-                  eval_batch: int = 100, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = ()) -> dict:
+                  eval_batch: int = 100, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """The hybrid restorer (our channels-last CA engine) against the NCHW reference, in eval mode
     (no dropout or state noise, so both compute the same function); images (N, 28, 28) in [0, 1]."""
     from localrules.tasks import restore as rs
@@ -381,4 +383,4 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
         return loss, eval_pass(engine)(), [p.grad.clone() for p in model.parameters()]
 
     return _accelerated(res, model, device, check, train_step(engine), eval_pass(engine), cells, ecells, repeats,
-                        modes)
+                        modes, report)
