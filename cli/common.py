@@ -71,13 +71,14 @@ def init_weights(task, path: Path, load, shape: tuple[str, ...], option: str, wh
     task.model.load_state_dict(model.state_dict())
 
 
-def accelerate(model, device, compile: bool | None, cuda_graphs: bool = False) -> None:
-    """Apply ``--compile`` / ``--cuda-graphs`` to ``model`` in place (None: the device's default)."""
+def accelerate(model, device, compile: bool | None, cuda_graphs: bool, system: str, iterations: int) -> None:
+    """Apply ``--compile`` / ``--cuda-graphs`` to ``model`` in place (None: auto, the default
+    measured for this device and system, for a training of ``iterations``)."""
     from localrules.train.accelerate import backend, compile_model, resolve
 
     if cuda_graphs and compile is False:
         raise typer.BadParameter("--cuda-graphs records compiled steps: leave out --no-compile", param_hint="--cuda-graphs")
-    if not (cuda_graphs or resolve(compile, device)):
+    if not (cuda_graphs or resolve(compile, device, system, iterations)):
         return
     try:
         compile_model(model, device, cuda_graphs, fallback=compile is None)

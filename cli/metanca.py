@@ -123,7 +123,7 @@ def run_metanca(
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
         "iterations": ("iterations",), "lr": ("lr",), "steps_min": ("steps_min",), "steps_max": ("steps_max",),
         "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
-    accelerate(task.model, dev, compile, cuda_graphs)
+    accelerate(task.model, dev, compile, cuda_graphs, "metanca", tcfg.iterations)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)

@@ -141,7 +141,7 @@ def run_restore(
                      "--init-model")
         task.seed_pool()
     use_layout(task.model, resolve_layout(layout.value, dev))
-    accelerate(task.model, dev, compile, cuda_graphs)
+    accelerate(task.model, dev, compile, cuda_graphs, "restore", tcfg.iterations)
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:

@@ -101,7 +101,7 @@ def run_selfclassify(
     if init_model is not None and not resume:
         init_weights(task, init_model, ms.load, ("hidden_channels", "perception", "perception_dim", "hidden"),
                      "--init-model")
-    accelerate(task.model, dev, compile, cuda_graphs)
+    accelerate(task.model, dev, compile, cuda_graphs, "mnist-selfclassify", tcfg.iterations)
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
@@ -141,8 +141,8 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         workers = torch.get_num_threads() if device.type == "cpu" else 1
     from localrules.train.accelerate import resolve
 
-    opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                batch_size=batch_size, engine=engine, workers=workers, compile=resolve(compile, device))
+    opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None, batch_size=batch_size,
+                engine=engine, workers=workers, compile=resolve(compile, device, "mnist-selfclassify eval"))
     if transform:
         return _transform_report(checkpoint, pixels, y, transform, out, json_path, seed, opts)
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, seed=seed, **opts)

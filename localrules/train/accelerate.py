@@ -28,18 +28,29 @@ import torch
 
 from localrules.core.nca import NCA
 
-# --compile's default per device type, from `localrules bench SYSTEM --device ...` and short
+# --compile's default (auto) per device type and system, from `localrules bench SYSTEM` and short
 # trainings (docs/benchmarks.md, "Compiled steps"): True where the compiled step measured faster.
-COMPILE_DEFAULT = {"cpu": False, "cuda": True}
+# CUDA: on for all, to be confirmed by the compiled rows of the next GPU slot's bench.
+COMPILE_DEFAULT = {
+    "cpu": {"mnist-selfclassify": True, "metanca": False, "restore": False, "mnist-selfclassify eval": False},
+    "cuda": {"mnist-selfclassify": True, "metanca": True, "restore": True, "mnist-selfclassify eval": True},
+}
+# auto compiles a training of at least this many iterations only: compiling takes 30-60 s on a CPU
+# core, repaid after about 600 iterations of the self-classifier there (0.27 -> 0.20 s each)
+AUTO_MIN_ITERATIONS = 1000
 
 
 def backend() -> str:
     return os.environ.get("LOCALRULES_COMPILE_BACKEND", "inductor")
 
 
-def resolve(compile: bool | None, device: torch.device) -> bool:
-    """``--compile`` as given, or (None) this device type's :data:`COMPILE_DEFAULT`."""
-    return COMPILE_DEFAULT.get(device.type, False) if compile is None else compile
+def resolve(compile: bool | None, device: torch.device, system: str, iterations: int | None = None) -> bool:
+    """``--compile`` as given, or (None: auto) :data:`COMPILE_DEFAULT` for this device type and
+    system, for a training of at least :data:`AUTO_MIN_ITERATIONS` (``iterations`` None: an evaluation)."""
+    if compile is not None:
+        return compile
+    long_enough = iterations is None or iterations >= AUTO_MIN_ITERATIONS
+    return long_enough and COMPILE_DEFAULT.get(device.type, {}).get(system, False)
 
 
 def compile_model(model: torch.nn.Module, device: torch.device, graphs: bool = False,

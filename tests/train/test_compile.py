@@ -14,7 +14,7 @@ import torch
 from localrules.tasks import metanca as mn
 from localrules.tasks import mnist_selfclassify as ms
 from localrules.tasks import restore as rs
-from localrules.train.accelerate import COMPILE_DEFAULT, compile_model, eager, resolve
+from localrules.train.accelerate import AUTO_MIN_ITERATIONS, COMPILE_DEFAULT, compile_model, eager, resolve
 from localrules.train.loop import TrainConfig, train
 from localrules.train.precision import autocast
 
@@ -111,9 +111,15 @@ def test_compiled_metanca_and_restore_steps_equal_eager(aot_eager):
 
 
 def test_compile_defaults_and_cuda_graphs_need_cuda():
-    """--compile's default per device (None: auto), and --cuda-graphs refused off CUDA."""
-    assert resolve(None, CPU) is COMPILE_DEFAULT["cpu"] and resolve(None, torch.device("cuda")) is True
-    assert resolve(True, CPU) and not resolve(False, torch.device("cuda"))
+    """--compile's default (None: auto) per device and system, for long trainings only; given
+    values win; --cuda-graphs refused off CUDA."""
+    cuda = torch.device("cuda")
+    for system in ("mnist-selfclassify", "metanca", "restore"):
+        assert resolve(None, CPU, system, 100_000) is COMPILE_DEFAULT["cpu"][system]
+        assert resolve(None, cuda, system, 100_000) is COMPILE_DEFAULT["cuda"][system]
+        assert not resolve(None, cuda, system, AUTO_MIN_ITERATIONS - 1)  # compiling would not pay
+        assert resolve(True, CPU, system, 1) and not resolve(False, cuda, system, 100_000)
+    assert not resolve(None, torch.device("mps"), "metanca", 100_000)
     with pytest.raises(ValueError, match="CUDA"):
         compile_model(ms.build_model(ms.Config()), CPU, graphs=True)
 
