@@ -35,7 +35,7 @@ def bench(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
-    compile: bool = typer.Option(True, "--compile/--no-compile", help="Also time the engine's variants, each checked against the eager engine first: compiled steps (on CUDA also recorded as CUDA graphs) and, for restore, the NCHW layout; compiling takes a minute or more on a CPU."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", show_default="on, except --quick on a CPU", help="Also time the engine's variants, each checked against the eager engine first: compiled steps (on CUDA also recorded as CUDA graphs) and, for restore, the NCHW layout; compiling takes a minute or more on a CPU."),
 ):
     """Same weights and inputs through our engine and a plain dense PyTorch reference: checks they
     agree, then reports train_speedup, eval_speedup, cell-steps/s and GFLOP/s; with --compile
@@ -43,6 +43,8 @@ def bench(
     from localrules.bench.run import accelerated_modes, bench_metanca, bench_restore, bench_selfclassify
 
     dev = setup(device, threads)
+    if compile is None:  # a --quick check on a CPU would spend most of its time compiling
+        compile = not (quick and dev.type == "cpu")
     modes = accelerated_modes(dev, system.value) if compile else ()
 
     def write(res: dict) -> None:  # also before each variant: a bench cut off while compiling keeps its rows

@@ -39,7 +39,7 @@ def _bench(tmp_path, monkeypatch, system, cells, *extra):
 
     watch = _Stopwatch(DURATIONS.values())
     monkeypatch.setattr(run, "time", watch)
-    res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", "--no-compile", *extra,
+    res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", *extra,  # --quick on a CPU: no variants
                               "--json", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
     assert watch.durations == [] and not watch.running  # exactly 4 timed runs: 1 per path and phase
@@ -100,12 +100,12 @@ def test_bench_restore_quick(tmp_path, monkeypatch, mnist_dir):
 
 @pytest.mark.parametrize("system", ["mnist-selfclassify", "metanca", "restore"])
 def test_bench_variant_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, mnist_dir, system):
-    """--compile (the default): the engine again with compiled steps (aot_eager: the same tracing
+    """--compile (the default, but for --quick on a CPU): the engine again with compiled steps (aot_eager: the same tracing
     as inductor without its code generation, seconds instead of a minute), checked against the eager
     engine first. Catches: compiled rows missing or replacing the existing ones, a disagreeing
     compiled path reported as ok, a speedup from other rows."""
     monkeypatch.setenv("LOCALRULES_COMPILE_BACKEND", "aot_eager")
-    res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", "--threads", "1",
+    res = runner.invoke(app, ["bench", system, "--quick", "--compile", "--device", "cpu", "--threads", "1",
                               "--data-dir", str(mnist_dir), "--json", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
     out = json.loads((tmp_path / "b.json").read_text())
