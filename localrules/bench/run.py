@@ -106,6 +106,16 @@ def _apply(mode: str, model, device) -> None:
         compile_model(model, device, graphs=mode == "graph")
 
 
+def _marked(fn):
+    """fn, each call a new step of the CUDA graphs (:func:`localrules.train.accelerate.mark_step`)."""
+    from localrules.train.accelerate import mark_step
+
+    def run():
+        mark_step()
+        return fn()
+    return run
+
+
 def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int, ecells: int, repeats: int,
                  modes, report=None) -> dict:
     """Add each mode's rows to ``res`` (:func:`accelerated_modes`): ``check()`` -> (loss, output,
@@ -120,18 +130,19 @@ def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int,
     for mode in modes:
         if report:
             report(res)
+        run = _marked if mode == "graph" else (lambda f: f)
         try:
             _apply(mode, model, device)
             with float32_exact():
-                got = check()
+                got = run(check)()
             agree = {"max_output_diff": (got[1] - base[1]).abs().max().item(),
                      "loss_diff": (got[0] - base[0]).abs().item(),
                      "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(got[2], base[2]))}
             agree["ok"] = (agree["max_output_diff"] < 1e-4 and agree["loss_diff"] < 1e-4
                            and agree["max_grad_rel_diff"] < 1e-3)
             res[f"agreement_{mode}"] = agree
-            res["train"][mode] = _row(_time(train_fn, repeats, device), cells, res["train"]["engine"]["flops"])
-            res["eval"][mode] = _row(_time(eval_fn, repeats, device), ecells, res["eval"]["engine"]["flops"])
+            res["train"][mode] = _row(_time(run(train_fn), repeats, device), cells, res["train"]["engine"]["flops"])
+            res["eval"][mode] = _row(_time(run(eval_fn), repeats, device), ecells, res["eval"]["engine"]["flops"])
             for phase in ("train", "eval"):
                 res[f"{mode}_{phase}_speedup"] = res[phase]["engine"]["seconds"] / res[phase][mode]["seconds"]
         except Exception as e:  # noqa: BLE001 - a compiler error is a finding of the bench

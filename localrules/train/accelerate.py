@@ -83,3 +83,9 @@ def eager(model: torch.nn.Module) -> torch.nn.Module:
             m.step_fn = None
     model._compiled_call_impl = None
     return model
+
+
+def mark_step() -> None:
+    """A new training iteration begins: CUDA graphs recorded by ``reduce-overhead`` may reuse the
+    memory of the previous iteration's outputs (a no-op without them)."""
+    torch.compiler.cudagraph_mark_step_begin()

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from localrules.progress import bar as progress_bar
 
+from .accelerate import mark_step
 from .checkpoint import claim_run_folder
 from .checkpointer import Checkpointer
 from .guard import DivergenceGuard, TrainingDiverged, backward
@@ -146,6 +147,7 @@ def train(
         try:
             for it in bar:
                 steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
+                mark_step()
                 with autocast(device, cfg.precision):
                     loss, info = task.training_loss(steps)
                 opt.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ import torch
 from localrules.tasks import metanca as mn
 from localrules.tasks import mnist_selfclassify as ms
 from localrules.tasks import restore as rs
-from localrules.train.accelerate import AUTO_MIN_ITERATIONS, COMPILE_DEFAULT, compile_model, eager, resolve
+from localrules.train.accelerate import AUTO_MIN_ITERATIONS, COMPILE_DEFAULT, compile_model, eager, mark_step, resolve
 from localrules.train.loop import TrainConfig, train
 from localrules.train.precision import autocast
 
@@ -170,6 +170,7 @@ def test_cuda_graph_captured_restorer_equals_eager(device):
     x, y = torch.rand(8, 28, 28, device=dev), torch.rand(8, 28, 28, device=dev)
 
     def step():
+        mark_step()
         loss = torch.nn.functional.mse_loss(model(x), y)
         model.zero_grad()
         loss.backward()
