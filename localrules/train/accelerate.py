@@ -8,7 +8,8 @@
                       its memory pool kept on the GPU
 
 The unit compiled is one step, not the unrolled rollout: the step count drawn per iteration
-then costs no new graph, and the graph compiles in seconds, not minutes. A model without an NCA
+then costs no new graph, and one step's graph compiles in 30-60 s on a CPU core where an unrolled
+rollout of 20 steps would take many times that. A model without an NCA
 (the CNN auto-encoder, the U-Net, the classifier) has its forward compiled instead. The
 self-classifier's alive-cell table changes size every batch: its graph is compiled with a
 dynamic row count after the second size (no recompilation per batch), and CUDA graphs skip such
@@ -38,6 +39,7 @@ COMPILE_DEFAULT = {
 # auto compiles a training of at least this many iterations only: compiling takes 30-60 s on a CPU
 # core, repaid after about 600 iterations of the self-classifier there (0.27 -> 0.20 s each)
 AUTO_MIN_ITERATIONS = 1000
+_graphs = False  # a model of this process was compiled with CUDA graphs
 
 
 def backend() -> str:
@@ -67,6 +69,8 @@ def compile_model(model: torch.nn.Module, device: torch.device, graphs: bool = F
     dynamo.suppress_errors = fallback
     inductor.fallback_random = True  # torch.rand / randn as in eager: the same draws from a seed
     inductor.triton.cudagraph_skip_dynamic_graphs = True  # no graph recorded per alive-cell count
+    global _graphs
+    _graphs = _graphs or graphs
     kw = {"backend": backend(), "mode": "reduce-overhead" if graphs else None}
     ncas = [m for m in model.modules() if isinstance(m, NCA)]
     for nca in ncas:
@@ -87,5 +91,6 @@ def eager(model: torch.nn.Module) -> torch.nn.Module:
 
 def mark_step() -> None:
     """A new training iteration begins: CUDA graphs recorded by ``reduce-overhead`` may reuse the
-    memory of the previous iteration's outputs (a no-op without them)."""
-    torch.compiler.cudagraph_mark_step_begin()
+    memory of the previous iteration's outputs (a no-op unless a model was compiled with graphs)."""
+    if _graphs:
+        torch.compiler.cudagraph_mark_step_begin()
