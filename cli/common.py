@@ -69,3 +69,19 @@ def init_weights(task, path: Path, load, shape: tuple[str, ...], option: str, wh
     if diff:
         raise typer.BadParameter(f"{path} has another {what} shape (saved vs now: {diff})", param_hint=option)
     task.model.load_state_dict(model.state_dict())
+
+
+def accelerate(model, device, compile: bool | None, cuda_graphs: bool, system: str, iterations: int) -> None:
+    """Apply ``--compile`` / ``--cuda-graphs`` to ``model`` in place (None: auto, the default
+    measured for this device and system, for a training of ``iterations``)."""
+    from localrules.train.accelerate import backend, compile_model, resolve
+
+    if cuda_graphs and compile is False:
+        raise typer.BadParameter("--cuda-graphs records compiled steps: leave out --no-compile", param_hint="--cuda-graphs")
+    if not (cuda_graphs or resolve(compile, device, system, iterations)):
+        return
+    try:
+        compile_model(model, device, cuda_graphs, fallback=compile is None)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--cuda-graphs") from e
+    typer.echo(f"compiled steps ({backend()}{', CUDA graphs' if cuda_graphs else ''}): the first iterations compile")

@@ -11,9 +11,9 @@ import typer
 
 from . import summary
 from localrules.viz.labels import adam_label
-from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
-                     resumed_config, run_app, setup, study_app)
-from .options import CLI_DEFAULTS, MN, TRAIN, ints, option
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
+                     init_weights, resumed_config, run_app, setup, study_app)
+from .options import CLI_DEFAULTS, MN, TRAIN, Precision, compile_option, graphs_option, ints, option, precision_option
 
 
 class Dataset(str, Enum):
@@ -88,6 +88,9 @@ def run_metanca(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    compile: Optional[bool] = compile_option(),
+    cuda_graphs: bool = graphs_option(),
+    precision: Precision = precision_option(),
 ):
     """MetaNCA: meta-train a local rule that grows the weights of task networks."""
     import torch
@@ -116,10 +119,11 @@ def run_metanca(
         _init_from(task, init_rule)
     tcfg = TrainConfig(iterations=iterations, lr=lr, lr_milestones=(), steps_min=steps_min,
                        steps_max=steps_max, seed=seed, minutes=minutes,
-                       checkpoint_every=checkpoint_every, max_bad_steps=max_bad_steps)
-    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
+                       checkpoint_every=checkpoint_every, max_bad_steps=max_bad_steps, precision=precision.value)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
         "iterations": ("iterations",), "lr": ("lr",), "steps_min": ("steps_min",), "steps_max": ("steps_max",),
         "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
+    accelerate(task.model, dev, compile, cuda_graphs, "metanca", tcfg.iterations)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
                f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import importlib
 import importlib.util
 from functools import lru_cache
@@ -129,3 +130,40 @@ def option(cls: Dataclass, field: str, *param_decls: str, to: Callable[[Any], An
     :func:`ints`); the rest as for ``typer.Option``."""
     value = default(cls, field)
     return typer.Option(to(value) if to else value, *param_decls, **kw)
+
+
+# --compile, --cuda-graphs, --precision: the same on every command that trains (localrules.train.accelerate,
+# localrules.train.precision; measured in docs/benchmarks.md, "Compiled steps")
+COMPILE_HELP = ("torch.compile each CA step (or a model's forward): the same numbers as eager. Default (auto): on "
+                "where it measured faster (on CUDA; on the CPU for mnist-selfclassify training) and, in training, "
+                "for 1,000 iterations or more: the first iterations pay the compilation (30-60 s on a CPU core).")
+GRAPHS_HELP = "With --compile on CUDA: also record each static-shape compiled step as a CUDA graph and replay it."
+PRECISION_HELP = "fp32, or bf16: autocast of the convolutions and rule MLPs (weights, pool and Adam stay float32)."
+
+
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def compile_option() -> Any:
+    return typer.Option(None, "--compile/--no-compile", help=COMPILE_HELP, show_default="auto")
+
+
+def graphs_option() -> Any:
+    return typer.Option(False, "--cuda-graphs", help=GRAPHS_HELP)
+
+
+def precision_option() -> Any:
+    return option(TRAIN, "precision", to=Precision, help=PRECISION_HELP)
+
+
+LAYOUT_HELP = ("Memory layout of the lattice's convolution: channels-last (the state as it is) or nchw (copied "
+               "to contiguous NCHW first); the same numbers; auto: the one measured faster on the device "
+               "(localrules.core.layout).")
+
+
+class Layout(str, enum.Enum):
+    auto = "auto"
+    channels_last = "channels-last"
+    nchw = "nchw"

@@ -10,9 +10,10 @@ from typing import Optional
 import typer
 
 from . import summary
-from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
-                     resumed_config, run_app, setup, study_app)
-from .options import CLI_DEFAULTS, RS, TRAIN, option
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
+                     init_weights, resumed_config, run_app, setup, study_app)
+from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, Precision, compile_option, graphs_option, option,
+                      precision_option)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 OPTIONAL = ("ca", "cnn-ae", "unet")  # loaded when the folder has them, as is any other folder (a variant)
@@ -95,12 +96,17 @@ def run_restore(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    compile: Optional[bool] = compile_option(),
+    cuda_graphs: bool = graphs_option(),
+    precision: Precision = precision_option(),
+    layout: Layout = typer.Option(Layout.auto, help=LAYOUT_HELP),
 ):
     """Restoration of 70 %-masked digits: train one model, or evaluate trained ones (--pretrained)."""
     import torch
 
     from localrules.data.arrays import to_unit_pixels
     from localrules.data.mnist import load_mnist
+    from localrules.core.layout import resolve_layout, use_layout
     from localrules.tasks import restore as rs
     from localrules.train.loop import train
 
@@ -131,8 +137,8 @@ def run_restore(
     if cfg.mask_min > cfg.mask_max:
         raise typer.BadParameter(f"need --mask-min <= --mask-max (mask_min <= mask_max), not {cfg.mask_min} > {cfg.mask_max}")
     tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
-    tcfg.max_bad_steps = max_bad_steps
-    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
+    tcfg.max_bad_steps, tcfg.precision = max_bad_steps, precision.value
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
         "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",),
         "steps_min": ("steps_min",), "steps_max": ("steps_max",)})
     tcfg.validate()  # its messages name the options, e.g. a reversed --steps-min / --steps-max
@@ -146,6 +152,8 @@ def run_restore(
                                                  "mask_channel", "keep_visible", "unet_width", "rule_hidden", "gate_reads", "gate_pool"),
                      "--init-model")
         task.seed_pool()
+    use_layout(task.model, resolve_layout(layout.value, dev))
+    accelerate(task.model, dev, compile, cuda_graphs, "restore", tcfg.iterations)
     typer.echo(f"restore/{cfg.model}: {sum(p.numel() for p in task.model.parameters()):,} parameters, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:

@@ -11,9 +11,9 @@ import typer
 
 from .helpstyle import panels
 from . import summary
-from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, command_line, eval_app, init_weights,
-                     resumed_config, run_app, setup)
-from .options import MS, TRAIN, ints, option
+from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
+                     init_weights, resumed_config, run_app, setup)
+from .options import MS, TRAIN, Precision, compile_option, graphs_option, ints, option, precision_option
 
 
 class Loss(str, Enum):
@@ -70,6 +70,9 @@ def run_selfclassify(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch (default: PyTorch's choice)."),
+    compile: Optional[bool] = compile_option(),
+    cuda_graphs: bool = graphs_option(),
+    precision: Precision = precision_option(),
 ):
     """Self-classifying MNIST: train from scratch (or --resume), or evaluate the shipped model (--pretrained)."""
     import torch
@@ -88,8 +91,9 @@ def run_selfclassify(
                     pool_size=pool_size, engine=engine.value, augment=augment).validate()
     tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
-                       checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps)
-    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",),
+                       checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps,
+                       precision=precision.value)
+    tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
         "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
         "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)
@@ -99,6 +103,7 @@ def run_selfclassify(
     task = ms.SelfClassifyTask(cfg, images, labels, dev)
     if init_model is not None and not resume:
         init_weights(task, init_model, ms.load, SHAPE, "--init-model")
+    accelerate(task.model, dev, compile, cuda_graphs, "mnist-selfclassify", tcfg.iterations)
     typer.echo(f"mnist-selfclassify: {sum(p.numel() for p in task.model.parameters()):,} parameters, "
                f"loss={cfg.loss}, noise={cfg.noise_std}, engine={cfg.engine}, augment={cfg.augment}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, tensorboard=tensorboard,
@@ -146,12 +151,12 @@ panels(run_selfclassify, {
     "Run": "pretrained n out resume overwrite init_model runs",
     "Model": "loss noise perception engine augment",
     "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
-    "Machine": "device threads data_dir tensorboard",
+    "Machine": "device threads compile cuda_graphs precision data_dir tensorboard",
 })
 
 
 def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_dir, engine,
-                 noise, batch_size, seed, images=None, labels=None, workers=0, transform=None):
+                 noise, batch_size, seed, images=None, labels=None, workers=0, transform=None, compile=None):
     from localrules.data.arrays import load_image_arrays, to_unit_pixels
     from localrules.data.mnist import load_mnist
     from localrules.studies.curves import SUMMARY
@@ -171,8 +176,10 @@ def _eval_report(checkpoint, n, steps, mutate_at, out, json_path, device, data_d
         batch_size = 1000 if device.type == "cuda" else 50
     if not workers:  # on CPU, one single-threaded process per thread scales better than threads
         workers = torch.get_num_threads() if device.type == "cpu" else 1
-    opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None,
-                batch_size=batch_size, engine=engine, workers=workers)
+    from localrules.train.accelerate import resolve
+
+    opts = dict(device=device, noise_std=noise, steps=steps, mutate_at=mutate_at or None, batch_size=batch_size,
+                engine=engine, workers=workers, compile=resolve(compile, device, "mnist-selfclassify eval"))
     if transform:
         return _transform_report(checkpoint, pixels, y, transform, out, json_path, seed, opts)
     res = selfclassify_report(checkpoint, pixels, y, out, json_path, seed=seed, **opts)
@@ -235,6 +242,7 @@ def eval_selfclassify(
     card: Optional[Path] = typer.Option(None, help="Also write a Markdown model card for the checkpoint here."),
     card_title: str = typer.Option("Model card", help="Title of the model card."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
+    compile: Optional[bool] = compile_option(),
 ):
     """Run the paper's protocol (400 steps, mutation at 200): accuracy and agreement over time."""
     from localrules.tasks import mnist_selfclassify as ms
@@ -249,7 +257,7 @@ def eval_selfclassify(
     res = _eval_report(ckpt, n=n, steps=steps, mutate_at=mutate_at, out=plots, json_path=json_out,
                  device=dev, data_dir=data_dir, engine=engine.value,
                  noise=noise, batch_size=batch_size, seed=seed, images=images, labels=labels,
-                 workers=workers, transform=transform.value if transform else None)
+                 workers=workers, transform=transform.value if transform else None, compile=compile)
     if card:
         from localrules.studies.report import model_card
 

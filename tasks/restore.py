@@ -198,6 +198,7 @@ class CARestorer(nn.Module):
             )
             self.gate_scale = nn.Parameter(torch.full((C,), 0.1))
         self.readout = nn.Conv2d(C, 1, 1)
+        self.grid = Grid2D()  # the CA's topology: its memory layout per device (localrules.core.layout)
 
     @property
     def reads_mask(self) -> bool:
@@ -247,7 +248,7 @@ class CARestorer(nn.Module):
 
         if (fixed is None) != (not self.n_fixed):
             raise ValueError(f"this restorer takes {self.n_fixed} fixed channels (fixed=self.fixed(x, keep))")
-        return self.ca.rollout(Grid2D(), fixed, s, None, steps, perturb=damage if damage_frac else None)
+        return self.ca.rollout(self.grid, fixed, s, None, steps, perturb=damage if damage_frac else None)
 
     def read(self, s: torch.Tensor, x: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Lattice (B, L, L, C) -> image sigmoid(readout(s)) cropped to (B, 28, 28); with

@@ -5,6 +5,13 @@ times training (forward + backward through the rollout) and evaluation (inferenc
 reports cell-steps per second (dense-equivalent: every grid cell or weight counts), counted
 FLOPs per second, and the ratios ``train_speedup`` and ``eval_speedup`` (reference time /
 engine time).
+
+With ``modes`` the engine is timed again as each variant: its steps compiled (``compiled`` rows;
+on CUDA also recorded as CUDA graphs, ``graph`` rows: :mod:`localrules.train.accelerate`) and
+for the restorer its convolution in NCHW layout (``nchw`` rows: :mod:`localrules.core.layout`),
+each checked against the eager engine first (``agreement_compiled``, ...); their GFLOP/s count
+the eager engine's FLOPs (the same arithmetic), and ``compiled_train_speedup`` /
+``compiled_eval_speedup`` (``graph_...``, ``nchw_...``) are eager engine time / that variant's.
 """
 
 from __future__ import annotations
@@ -78,9 +85,76 @@ def _row(seconds: float, cell_steps: int, flops: int) -> dict:
             "flops": flops}
 
 
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / (b.norm() + 1e-12)).item()
+
+
+def accelerated_modes(device, system: str = "") -> tuple[str, ...]:
+    """The variants of the engine the bench measures on ``device``: compiled, on CUDA also
+    graph-captured, and for the restorer the NCHW layout (its engine row is channels-last)."""
+    return (("nchw",) if system == "restore" else ()) + (("compiled", "graph") if device.type == "cuda" else ("compiled",))
+
+
+def _apply(mode: str, model, device) -> None:
+    """Turn ``model`` into the engine variant ``mode`` (undone by eager + use_layout channels-last)."""
+    from localrules.core.layout import use_layout
+    from localrules.train.accelerate import compile_model
+
+    if mode == "nchw":
+        use_layout(model, "nchw")
+    else:
+        compile_model(model, device, graphs=mode == "graph")
+
+
+def _marked(fn):
+    """fn, each call a new step of the CUDA graphs (:func:`localrules.train.accelerate.mark_step`)."""
+    from localrules.train.accelerate import mark_step
+
+    def run():
+        mark_step()
+        return fn()
+    return run
+
+
+def _accelerated(res: dict, model, device, check, train_fn, eval_fn, cells: int, ecells: int, repeats: int,
+                 modes, report=None) -> dict:
+    """Add each mode's rows to ``res`` (:func:`accelerated_modes`): ``check()`` -> (loss, output,
+    grads) of one training step on fixed inputs, run by the eager engine and by the variant, must
+    agree; then ``train_fn`` and ``eval_fn`` are timed with it. A mode that fails to compile is
+    reported, not raised."""
+    from localrules.core.layout import use_layout
+    from localrules.train.accelerate import eager
+
+    with float32_exact():
+        base = check()
+    for mode in modes:
+        if report:
+            report(res)
+        run = _marked if mode == "graph" else (lambda f: f)
+        try:
+            _apply(mode, model, device)
+            with float32_exact():
+                got = run(check)()
+            agree = {"max_output_diff": (got[1] - base[1]).abs().max().item(),
+                     "loss_diff": (got[0] - base[0]).abs().item(),
+                     "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(got[2], base[2]))}
+            agree["ok"] = (agree["max_output_diff"] < 1e-4 and agree["loss_diff"] < 1e-4
+                           and agree["max_grad_rel_diff"] < 1e-3)
+            res[f"agreement_{mode}"] = agree
+            res["train"][mode] = _row(_time(run(train_fn), repeats, device), cells, res["train"]["engine"]["flops"])
+            res["eval"][mode] = _row(_time(run(eval_fn), repeats, device), ecells, res["eval"]["engine"]["flops"])
+            for phase in ("train", "eval"):
+                res[f"{mode}_{phase}_speedup"] = res[phase]["engine"]["seconds"] / res[phase][mode]["seconds"]
+        except Exception as e:  # noqa: BLE001 - a compiler error is a finding of the bench
+            res[f"agreement_{mode}"] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+        finally:
+            use_layout(eager(model), "channels-last")
+    return res
+
+
 def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int = 20,
                        eval_digits: int = 200, eval_steps: int = 50, eval_batch: int = 50,
-                       repeats: int = 3, seed: int = 0) -> dict:
+                       repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """pixels (N, 28, 28) in [0, 1]: real digits (their alive cells decide the work saved)."""
     from localrules.tasks import mnist_selfclassify as ms
 
@@ -127,7 +201,7 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         l_d, s_d = dense()
         g_d = [p.grad.clone() for p in model.parameters()]
     agree = {"max_state_diff": (s_e - s_d).abs().max().item(), "loss_diff": (l_e - l_d).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_d))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_d))}
     agree["ok"] = agree["max_state_diff"] < 1e-3 and agree["max_grad_rel_diff"] < 1e-3
 
     cells = batch * H * W * steps
@@ -150,7 +224,7 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
     evals = {"engine": _row(_time(evaluate(engine), repeats, device), ecells, _flops(evaluate(engine))),
              "reference": _row(_time(evaluate(dense), repeats, device), ecells, _flops(evaluate(dense)))}
     alive_frac = (pixels > 0.1).float().mean().item()
-    return {
+    res = {
         "system": "mnist-selfclassify", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -160,9 +234,15 @@ def bench_selfclassify(pixels: torch.Tensor, device, batch: int = 16, steps: int
         "machine": machine(device),
     }
 
+    def check():
+        loss, s = engine()
+        return loss, s, [p.grad.clone() for p in model.parameters()]
+
+    return _accelerated(res, model, device, check, engine, evaluate(engine), cells, ecells, repeats, modes, report)
+
 
 def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int = 10,
-                  data_batch: int = 256, repeats: int = 3, seed: int = 0) -> dict:
+                  data_batch: int = 256, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """Batched DenseLayers growth of ``samples`` networks vs a per-network, per-layer loop; they
     must agree on the final states, the loss and the rule's gradients."""
     from localrules.core.weightgraph import DenseLayers
@@ -212,7 +292,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         (l_e, s_e), g_e = engine(), grads()
         (l_r, s_r), g_r = loop(), grads()
     agree = {"max_state_diff": (s_e - s_r).abs().max().item(), "loss_diff": (l_e - l_r).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_r))}
     agree["ok"] = (agree["max_state_diff"] < 1e-4 and agree["loss_diff"] < 1e-4 and len(g_e) == len(g_r)
                    and agree["max_grad_rel_diff"] < 1e-3)
     cells = samples * topo.n_cells * steps
@@ -236,7 +316,7 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
 
     evals = {"engine": _row(_time(grow, repeats, device), cells, _flops(grow)),
              "reference": _row(_time(no_grad(loop), repeats, device), cells, _flops(no_grad(loop)))}
-    return {
+    res = {
         "system": "metanca", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -246,9 +326,15 @@ def bench_metanca(device, sizes=(784, 50, 30, 10), samples: int = 8, steps: int 
         "machine": machine(device),
     }
 
+    def check():
+        loss, s = engine()
+        return loss, s, grads()
+
+    return _accelerated(res, rule, device, check, engine, grow, cells, cells, repeats, modes, report)
+
 
 def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: int = 1000,
-                  eval_batch: int = 100, repeats: int = 3, seed: int = 0) -> dict:
+                  eval_batch: int = 100, repeats: int = 3, seed: int = 0, modes: tuple[str, ...] = (), report=None) -> dict:
     """The hybrid restorer (our channels-last CA engine) against the NCHW reference, in eval mode
     (no dropout or state noise, so both compute the same function); images (N, 28, 28) in [0, 1]."""
     from localrules.tasks import restore as rs
@@ -285,7 +371,7 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
         g_r = [p.grad.clone() for p in model.parameters()]
         out_diff = (eval_pass(engine)() - eval_pass(reference)()).abs().max().item()
     agree = {"max_output_diff": out_diff, "loss_diff": (l_e - l_r).abs().item(),
-             "max_grad_rel_diff": max(((a - b).norm() / (b.norm() + 1e-12)).item() for a, b in zip(g_e, g_r))}
+             "max_grad_rel_diff": max(_rel(a, b) for a, b in zip(g_e, g_r))}
     agree["ok"] = agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3
     L, steps = model.cfg.lattice, model.cfg.steps
     cells, ecells = batch * L * L * steps, eval_digits * L * L * steps
@@ -293,7 +379,7 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
              for name, p in (("engine", engine), ("reference", reference))}
     evals = {name: _row(_time(eval_pass(p), repeats, device), ecells, _flops(eval_pass(p)))
              for name, p in (("engine", engine), ("reference", reference))}
-    return {
+    res = {
         "system": "restore", "agreement": agree,
         "train_speedup": train["reference"]["seconds"] / train["engine"]["seconds"],
         "eval_speedup": evals["reference"]["seconds"] / evals["engine"]["seconds"],
@@ -302,3 +388,10 @@ def bench_restore(images: torch.Tensor, device, batch: int = 64, eval_digits: in
                      "repeats": repeats},
         "machine": machine(device),
     }
+
+    def check():
+        loss = train_step(engine)()
+        return loss, eval_pass(engine)(), [p.grad.clone() for p in model.parameters()]
+
+    return _accelerated(res, model, device, check, train_step(engine), eval_pass(engine), cells, ecells, repeats,
+                        modes, report)

@@ -28,6 +28,8 @@ Hooks (as CAX's ``perceive`` / ``update`` / ``_step`` and PyG's ``message`` / ``
 - ``alive``, ``fire``, ``noise`` (step): the alive mask (None: all alive) and given random draws.
 - ``perturb(t, state) -> state`` (rollout): applied before update t = 0, 1, ... (damage at step k).
 - ``observe(t, state)`` (rollout): called after t = 1, 2, ... updates (curves, progress bars).
+- ``step_fn`` (attribute, default None): what ``rollout`` calls for each step instead of
+  ``step``, with the same arguments: the compiled step of :mod:`localrules.train.accelerate`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class NCA(nn.Module):
         super().__init__()
         self.perception, self.rule, self.fire_rate = perception, rule, fire_rate
         self.post, self.sparse_fire = post, sparse_fire
+        self.step_fn: Callable[..., State] | None = None  # rollout's step when set (compiled)
 
     def code_projection(self, topology, device=None) -> torch.Tensor | None:
         """U c: the rule's first-layer projection of the topology's cell code, (cells, hidden_1)
@@ -118,7 +121,7 @@ class NCA(nn.Module):
         delta = self._rule(rows, uc)
         if noise_std > 0:
             delta = delta + noise.reshape(n, C).index_select(0, idx) * noise_std
-        return state.reshape(n, C).index_add(0, idx, delta).view(state.shape)
+        return state.reshape(n, C).index_add(0, idx, delta.to(state.dtype)).view(state.shape)  # bf16 autocast
 
     def rollout(self, topology, fixed: torch.Tensor | None, state: State, alive: torch.Tensor | None = None,
                 steps: int = 1, noise_std: float = 0.0, fires: torch.Tensor | None = None,
@@ -129,12 +132,13 @@ class NCA(nn.Module):
         ``perturb(t, state)`` replaces the state before update t (0-based); ``observe(t, state)``
         sees it after t updates (1-based)."""
         uc = self.code_projection(topology, state.device)
+        step = self.step_fn or self.step
         for t in range(steps):
             if perturb is not None:
                 state = perturb(t, state)
             fire = None if fires is None else fires[t]
             noise = None if noises is None else noises[t]
-            state = self.step(topology, fixed, state, alive, noise_std, fire, noise, uc)
+            state = step(topology, fixed, state, alive, noise_std, fire, noise, uc)
             if observe is not None:
                 observe(t + 1, state)
         return state

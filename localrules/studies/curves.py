@@ -25,6 +25,7 @@ from localrules.progress import bar as progress_bar
 
 from localrules.core import NCA
 from localrules.tasks.mnist_selfclassify import ALIVE_THRESHOLD, Engine, labels_of
+from localrules.train.accelerate import compile_model, eager
 from localrules.train.perturb import mutate
 
 
@@ -54,8 +55,10 @@ def selfclassify_curves(
     record: int = 0,
     progress: bool = True,
     workers: int = 1,
+    compile: bool = False,
 ) -> dict:
-    """pixels (N, 28, 28) in [0, 1], labels (N,). Returns per-step lists and a summary.
+    """pixels (N, 28, 28) in [0, 1], labels (N,). Returns per-step lists and a summary;
+    ``compile``: the steps compiled (:func:`localrules.train.accelerate.compile_model`, in each worker).
 
     ``record`` > 0 also returns ``frames``: (steps, record, 28, 28) int8 predicted labels of
     the first ``record`` digits (-1 on dead cells), for the GIF. Every batch of digits draws its
@@ -85,12 +88,17 @@ def selfclassify_curves(
     dev = next(model.parameters()).device
     if workers > 1 and dev.type == "cpu" and len(jobs) > 1:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(model, opts)) as pool:
+        with ProcessPoolExecutor(workers, ctx, initializer=_init_worker, initargs=(model, opts, compile)) as pool:
             for result in pool.map(_worker_batch, jobs):
                 collect(result)
     else:
-        for job in jobs:
-            collect(_run_batch(model, *job, **opts))
+        if compile:
+            compile_model(model, dev)
+        try:
+            for job in jobs:
+                collect(_run_batch(model, *job, **opts))
+        finally:
+            eager(model)
     bar.close()
     correct, alive_total, agree, s_mag, u_mag, whole, whole_agree = sums
     acc = (correct / alive_total.clamp(min=1)).tolist()
@@ -118,8 +126,10 @@ def selfclassify_curves(
 _WORKER: dict = {}
 
 
-def _init_worker(model: NCA, opts: dict) -> None:
+def _init_worker(model: NCA, opts: dict, compile: bool = False) -> None:
     torch.set_num_threads(1)
+    if compile:
+        compile_model(model, torch.device("cpu"))
     _WORKER.update(model=model, opts=opts)
 
 

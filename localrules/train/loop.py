@@ -31,10 +31,12 @@ from tqdm import tqdm
 
 from localrules.progress import bar as progress_bar
 
+from .accelerate import mark_step
 from .checkpoint import claim_run_folder
 from .checkpointer import Checkpointer
 from .guard import DivergenceGuard, TrainingDiverged, backward
 from .log import MetricLog, NullLog
+from .precision import PRECISIONS, autocast
 from .ranks import DistributedError
 from .rng import rng_state, set_rng_state
 from .shards import data_parallel
@@ -59,6 +61,7 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many non-finite iterations in a row
     bad_lr_factor: float = 0.5  # the learning rate is multiplied by this after each bad iteration
     snapshot_every: int = 10  # good iterations between in-memory copies of weights + Adam state
+    precision: str = "fp32"  # fp32 | bf16: autocast of the forward pass (localrules.train.precision)
 
     def validate(self) -> "TrainConfig":
         """Refuse values that would train wrongly or crash later; messages name the CLI option."""
@@ -79,6 +82,7 @@ class TrainConfig:
         need(self.max_bad_steps >= 1, f"--max-bad-steps must be at least 1, not {self.max_bad_steps}")
         need(0 < self.bad_lr_factor <= 1, f"bad_lr_factor must be in (0, 1], not {self.bad_lr_factor}")
         need(self.snapshot_every >= 1, f"snapshot_every must be at least 1, not {self.snapshot_every}")
+        need(self.precision in PRECISIONS, f"--precision must be one of {PRECISIONS}, not {self.precision!r}")
         return self
 
 
@@ -145,7 +149,9 @@ def train(
         try:
             for it in bar:
                 steps = int(torch.randint(cfg.steps_min, cfg.steps_max + 1, (1,)))
-                loss, info = task.training_loss(steps)
+                mark_step()
+                with autocast(device, cfg.precision):
+                    loss, info = task.training_loss(steps)
                 opt.zero_grad(set_to_none=True)
                 bad = backward(loss, model, cfg.normalize_grads)
                 if bad is None:

@@ -4,6 +4,7 @@ consistent with its timings (a benchmark, not a timed test)."""
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from localrules.cli.main import app
@@ -38,7 +39,7 @@ def _bench(tmp_path, monkeypatch, system, cells, *extra):
 
     watch = _Stopwatch(DURATIONS.values())
     monkeypatch.setattr(run, "time", watch)
-    res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", *extra,
+    res = runner.invoke(app, ["bench", system, "--quick", "--device", "cpu", *extra,  # --quick on a CPU: no variants
                               "--json", str(tmp_path / "b.json")])
     assert res.exit_code == 0, res.output
     assert watch.durations == [] and not watch.running  # exactly 4 timed runs: 1 per path and phase
@@ -95,6 +96,31 @@ def test_bench_restore_quick(tmp_path, monkeypatch, mnist_dir):
     cells = {"train": 4 * 32 * 32 * 10, "eval": 8 * 32 * 32 * 10}
     agree = _bench(tmp_path, monkeypatch, "restore", cells, "--data-dir", str(mnist_dir))
     assert agree["ok"]
+
+
+@pytest.mark.parametrize("system", ["mnist-selfclassify", "metanca", "restore"])
+def test_bench_variant_rows_agree_with_the_eager_engine(tmp_path, monkeypatch, mnist_dir, system):
+    """--compile (the default, but for --quick on a CPU): the engine again with compiled steps (aot_eager: the same tracing
+    as inductor without its code generation, seconds instead of a minute), checked against the eager
+    engine first. Catches: compiled rows missing or replacing the existing ones, a disagreeing
+    compiled path reported as ok, a speedup from other rows."""
+    monkeypatch.setenv("LOCALRULES_COMPILE_BACKEND", "aot_eager")
+    res = runner.invoke(app, ["bench", system, "--quick", "--compile", "--device", "cpu", "--threads", "1",
+                              "--data-dir", str(mnist_dir), "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "b.json").read_text())
+    variants = ["compiled"] + (["nchw"] if system == "restore" else [])  # the restorer: also its NCHW layout
+    for mode in variants:
+        agree = out[f"agreement_{mode}"]
+        assert agree["ok"] and agree["max_output_diff"] < 1e-4 and agree["max_grad_rel_diff"] < 1e-3, agree
+        for phase in ("train", "eval"):
+            row = out[phase][mode]
+            assert row["flops"] == out[phase]["engine"]["flops"]  # the same arithmetic
+            assert out[f"{mode}_{phase}_speedup"] == pytest.approx(out[phase]["engine"]["seconds"] / row["seconds"])
+    assert "agreement_graph" not in out  # CUDA graphs: on CUDA only
+    assert set(out["train"]) == set(out["eval"]) == {"engine", "reference", *variants}
+    assert {"train_speedup", "eval_speedup"} <= set(out)  # the keys other code reads stay
+    assert "compiled agrees with the eager engine: True" in res.output
 
 
 def test_agreement_checks_turn_tf32_off_and_restore_it():
