@@ -135,7 +135,7 @@ def option(cls: Dataclass, field: str, *param_decls: str, to: Callable[[Any], An
 # --compile, --cuda-graphs, --precision: the same on every command that trains (localrules.train.accelerate,
 # localrules.train.precision; measured in docs/benchmarks.md, "Compiled steps")
 COMPILE_HELP = ("torch.compile each CA step (or a model's forward): the same numbers as eager. Default (auto): on "
-                "where it measured faster (on CUDA; on the CPU for mnist-selfclassify training) and, in training, "
+                "where it measured faster (on CUDA; on the CPU for none of the systems) and, in training, "
                 "for 1,000 iterations or more: the first iterations pay the compilation (30-60 s on a CPU core).")
 GRAPHS_HELP = "With --compile on CUDA: also record each static-shape compiled step as a CUDA graph and replay it."
 PRECISION_HELP = "fp32, or bf16: autocast of the convolutions and rule MLPs (weights, pool and Adam stay float32)."

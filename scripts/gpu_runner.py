@@ -68,6 +68,7 @@ MIB = 1 << 20
 PART = 15 * MIB  # one returned file: at most 16 MiB
 MAX_FILES = 8  # files OUT may hold: the log and the archives' parts
 RESERVE_S = 25  # kept back at the end for packing
+BENCH_S = 120  # the most one bench may take (a bench cut off keeps the rows it measured: its JSON is written as it goes)
 OVERHEAD_S = 20  # --processes: start-up of one training command (imports, data, CUDA context)
 INPROCESS_OVERHEAD_S = 5  # one process: a run's set-up (data, model) before its --minutes start
 GRACE_S = 60  # one process: a training past its --minutes by this much is stopped (it checkpoints)
@@ -497,7 +498,7 @@ def in_process_job(plan: Plan, work: Path, out: Path, data: Path, device: str, d
         args = ["bench", system, "--device", device, "--json", str(work / SETUP / f"bench-{system}.json"),
                 *(["--quick"] if smoke else [])]
         log("$ localrules " + shlex.join(args))
-        log(f"exit code {run_command(args, min(150, deadline - time.monotonic() - RESERVE_S))}")
+        log(f"exit code {run_command(args, min(BENCH_S, deadline - time.monotonic() - RESERVE_S))}")
     pack(plan, plan.archive_of(SETUP), work, out, log)
     run_in_process(plan, work, out, data, device, deadline, log, run_command)
     return 0
@@ -524,9 +525,11 @@ def tests_passed(rc: int, plan: Plan, work: Path, out: Path, device: str, log: C
 
 
 def bench_due(work: Path, system: str, smoke: bool, log: Callable) -> bool:
-    """Whether to run the bench of ``system``: not when an earlier slot's JSON agreed."""
+    """Whether to run the bench of ``system``: not when an earlier slot's JSON agreed and has the
+    compiled rows (issue 40; an eager-only JSON is measured again)."""
     done = work / SETUP / f"bench-{system}.json"
-    if done.is_file() and not smoke and json.loads(done.read_text())["agreement"]["ok"]:
+    res = json.loads(done.read_text()) if done.is_file() and not smoke else {}
+    if res.get("agreement", {}).get("ok") and "agreement_compiled" in res:
         log(f"bench {system}: measured by an earlier slot ({done}); delete it to measure again")
         return False
     return True

@@ -397,3 +397,17 @@ def test_restorers_compare_at_equal_batches(plan):
     for a in restorers:
         assert a[a.index("--iterations") + 1] == restorers[0][restorers[0].index("--iterations") + 1]
         assert not {"--init-model", "--lr", "--steps-min", "--steps-max"} & set(a)
+
+
+def test_a_bench_is_measured_again_until_it_has_compiled_rows(job, tmp_path):
+    # catches: an earlier slot's eager-only bench JSON keeping issue 40's compiled rows from ever
+    # being measured on a GPU
+    setup = tmp_path / job.SETUP
+    setup.mkdir(parents=True)
+    log = lambda line: None  # noqa: E731
+    assert job.bench_due(tmp_path, "restore", False, log)  # nothing measured yet
+    (setup / "bench-restore.json").write_text(json.dumps({"agreement": {"ok": True}}))
+    assert job.bench_due(tmp_path, "restore", False, log)  # eager rows only
+    (setup / "bench-restore.json").write_text(json.dumps({"agreement": {"ok": True}, "agreement_compiled": {"ok": True}}))
+    assert not job.bench_due(tmp_path, "restore", False, log)
+    assert job.bench_due(tmp_path, "restore", True, log)  # --smoke always runs it
