@@ -172,9 +172,9 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
     rows = []
     for a in cfg.archs:
         acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
-        rows.append({"arch": list(a), "mean_accuracy": acc.mean().item(),
+        rows.append({"arch": mn.arch_key(a) if isinstance(a, str) else list(a), "mean_accuracy": acc.mean().item(),
                      "std": acc.std().item() if samples > 1 else 0.0})
-        line = (f"{list(a)}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
+        line = (f"{rows[-1]['arch']}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
                 f"over {samples} grown networks")
         if adam_epochs > 0:
             adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
@@ -193,6 +193,7 @@ def eval_metanca(
     adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: also train each architecture with Adam (batch 128, lr 1e-3, the grown networks' activation and initialisation) for this many epochs of the training split and report grown / Adam (0: skip)."),
     heatmap: Optional[Path] = typer.Option(None, help="A `study heatmap` JSON to summarise in the card."),
     zeroout: Optional[Path] = typer.Option(None, help="A `study zeroout` JSON to summarise in the card."),
+    architectures: Optional[Path] = typer.Option(None, help="A `study architectures` JSON (e.g. --arch conv:8,16 ...) to list in the card: the architectures meta-trained on and the ones only evaluated."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the accuracies here."),
     card: Optional[Path] = typer.Option(None, help="Write a Markdown model card here."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
@@ -212,7 +213,8 @@ def eval_metanca(
     if card:
         from localrules.studies.report import metanca_card
 
-        studies = {k: json.loads(p.read_text()) for k, p in (("heatmap", heatmap), ("zeroout", zeroout)) if p}
+        studies = {k: json.loads(p.read_text()) for k, p in
+                   (("heatmap", heatmap), ("zeroout", zeroout), ("architectures", architectures)) if p}
         card.write_text(metanca_card(ckpt, res, studies, card_notes))
         typer.echo(f"model card: {card}")
 

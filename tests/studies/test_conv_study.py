@@ -46,6 +46,13 @@ def test_cli_listed_architectures(conv_rule, tmp_path):
     assert all(0 <= c["mean_accuracy"] <= 1 and c["ratio"] > 0 for c in res["cells"])
     assert res["trained_archs"] == ["conv:2", "64,6,10"] and png.stat().st_size > 0
     assert "conv:2,res (only evaluated)" in r.output
+    card = tmp_path / "card.md"
+    r = runner.invoke(app, ["eval", "metanca", "--checkpoint", str(conv_rule), "--samples", "2", "--steps", "2",
+                            "--adam-epochs", "0.2", "--architectures", str(js), "--card", str(card)])
+    assert r.exit_code == 0, r.output
+    text = card.read_text()
+    assert "meta-trained on ['conv:2', [64, 6, 10]]" in text and "| conv:2 | " in text
+    assert "| conv:2,res | no: only evaluated |" in text and "| conv:2 | yes |" in text
 
 
 @pytest.mark.parametrize("arch,hint", [("conv:2,y", "'y'"), ("conv:2,2,2,2", "too many pooled"),

@@ -11,22 +11,36 @@ from localrules.tasks import metanca as mn
 from localrules.train.loop import TrainConfig, train
 
 
-def test_tiny_meta_training_of_a_residual_cnn_on_digits_lowers_the_loss(tmp_path):
+def test_tiny_meta_training_of_a_cnn_on_digits_lowers_the_loss(tmp_path):
     torch.manual_seed(0)
-    cfg = mn.Config(dataset="digits", archs=("conv:2,res", (64, 6, 10)), hidden=3, pos_dim=6,
-                    rule_hidden=(16,), samples=4, pool_size=8, data_batch=64)
+    cfg = mn.Config(dataset="digits", archs=("conv:2",), hidden=3, pos_dim=6, rule_hidden=(16,), samples=4,
+                    pool_size=8, data_batch=64)
     task = mn.MetaNCATask(cfg, load_split("digits"), torch.device("cpu"))
-    assert isinstance(task.topos["conv:2,res"], ConvNet)
-    tcfg = TrainConfig(iterations=60, steps_min=3, steps_max=5, lr=3e-3, lr_milestones=(), log_every=1,
+    assert isinstance(task.topos["conv:2"], ConvNet)
+    tcfg = TrainConfig(iterations=120, steps_min=3, steps_max=5, lr=1e-2, lr_milestones=(), log_every=1,
                        checkpoint_every=1000)
     train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
     first = sum(r["loss"] for r in rows[:10]) / 10
     last = sum(r["loss"] for r in rows[-10:]) / 10
     assert last < 0.9 * first, (first, last)
+
+
+def test_cnns_and_mlps_meta_train_together_and_resume(tmp_path):
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="digits", archs=("conv:2,res", (64, 6, 10)), hidden=3, pos_dim=6, rule_hidden=(16,),
+                    samples=4, pool_size=8, data_batch=32)
+    task = mn.MetaNCATask(cfg, load_split("digits"), torch.device("cpu"))
+    tcfg = TrainConfig(iterations=4, steps_min=2, steps_max=3, lr_milestones=(), checkpoint_every=1000)
+    train(task, tcfg, tmp_path, torch.device("cpu"), progress=False)
+    assert set(task.extra_state()["pools"]) == {"conv:2,res", "64,6,10"}
     _, loaded, _ = mn.load(tmp_path / "model.safetensors")
     assert loaded == cfg  # the conv architecture string survives the checkpoint
-    assert set(task.extra_state()["pools"]) == {"conv:2,res", "64,6,10"}
+    again = mn.MetaNCATask(cfg, load_split("digits"), torch.device("cpu"))
+    train(again, TrainConfig(iterations=5, steps_min=2, steps_max=3, lr_milestones=(), checkpoint_every=1000),
+          tmp_path, torch.device("cpu"), resume=True, progress=False)
+    for a in cfg.archs:  # the pools came back; the resumed iteration moved them on
+        assert again.pools[a].slots["state"].shape == task.pools[a].slots["state"].shape
 
 
 def test_grow_of_a_cnn_is_the_core_rollout_and_its_forward():
