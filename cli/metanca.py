@@ -172,7 +172,7 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
     rows = []
     for a in cfg.archs:
         acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
-        rows.append({"arch": mn.arch_key(a) if isinstance(a, str) else list(a), "mean_accuracy": acc.mean().item(),
+        rows.append({"arch": a if isinstance(a, str) else list(a), "mean_accuracy": acc.mean().item(),
                      "std": acc.std().item() if samples > 1 else 0.0})
         line = (f"{rows[-1]['arch']}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
                 f"over {samples} grown networks")

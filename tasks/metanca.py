@@ -23,6 +23,10 @@ units are tanh by default: with ReLU the rule's first move was to kill every hid
 h: R cannot overwrite it, and U c is computed once per step for all sampled networks, which
 makes a training step about 3x cheaper than carrying the 60 code channels in every h.
 
+Task networks are MLPs (``archs`` entries of layer sizes) or small CNNs (``conv:8,16``,
+``conv:8,res,16``: localrules.core.convgraph), whose kernel weights are cells with the same
+perception; channels carry the relative code, so one rule reads any channel count.
+
 Unbounded, h drifts: under the stage-3 rule |h| keeps growing, past anything seen in
 meta-training (4-8-update rollouts from a pool), and its grown networks collapse after about
 100 updates; the clamp keeps h where the rule was trained and the networks at their accuracy.
