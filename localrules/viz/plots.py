@@ -273,7 +273,7 @@ def plot_listed(results: dict, path: str | Path) -> Path:
     ax.set_xticks(k, [c["arch"] + (" *" if c["in_training"] else "") for c in cells], rotation=20, ha="right",
                   fontsize=8)
     ax.set(ylabel="test accuracy", ylim=(0, 1.15), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
-           title="grown vs Adam per architecture (* meta-trained on; the rest only evaluated)")
+           title="grown vs Adam (* meta-trained on; the rest only evaluated)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     return _save(fig, path)
