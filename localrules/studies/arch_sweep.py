@@ -166,9 +166,9 @@ def listed(checkpoint, data: Split, archs, samples: int, steps: int, json_path, 
     the best grown MLP and CNN."""
     rule, cfg, _ = mn.load(checkpoint, device)
     trained = {mn.arch_key(a) for a in cfg.archs}
-    key = {"checkpoint": str(checkpoint), "mode": "listed", "samples": samples, "steps": steps, "seed": seed,
-           "split_seed": data.seed, "adam_epochs": adam_epochs,
-           "trained_archs": [mn.arch_key(a) for a in cfg.archs], "trained_width_range": list(cfg.arch_range)}
+    settings = {"checkpoint": str(checkpoint), "mode": "listed", "samples": samples, "steps": steps, "seed": seed,
+                "split_seed": data.seed, "adam_epochs": adam_epochs,
+                "trained_archs": [mn.arch_key(a) for a in cfg.archs], "trained_width_range": list(cfg.arch_range)}
     path = Path(json_path)
     cells = []
     for a in progress_bar(archs, disable=not progress, desc="architectures"):
@@ -180,7 +180,7 @@ def listed(checkpoint, data: Split, archs, samples: int, steps: int, json_path, 
             adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
             cell.update(adam_accuracy=adam, ratio=cell["mean_accuracy"] / adam if adam > 0 else None)
         cells.append(cell)
-        out = {**key, "cells": cells}
+        out = {**settings, "cells": cells}
         for kind in ("mlp", "cnn"):
             sub = [c for c in cells if c["kind"] == kind]
             if sub:
