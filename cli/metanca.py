@@ -42,6 +42,19 @@ def _ints(text: str, what: str) -> list[int]:
     return vals
 
 
+def _arch(text: str):
+    """An --arch value: layer sizes 784,50,30,10 (a tuple) or a CNN conv:8,16 / conv:8,res,16 (the string)."""
+    if not text.startswith("conv"):
+        return tuple(_ints(text, "--arch"))
+    from localrules.core.convgraph import parse_conv_arch
+
+    try:
+        parse_conv_arch(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--arch") from None
+    return text
+
+
 def _default_archs(dataset: str) -> list[str]:
     return {"mnist": ["784,10,10,10", "784,30,20,10", "784,50,30,10"],
             "iris": ["4,16,3", "4,8,8,3"], "digits": ["64,30,10", "64,30,20,10"],
@@ -52,7 +65,7 @@ def _default_archs(dataset: str) -> list[str]:
 def run_metanca(
     ctx: typer.Context,
     dataset: Dataset = option(MN, "dataset", to=Dataset, help="Task data: mnist (70k digits, 80/20 split), or scikit-learn's iris, 8x8 digits, wine or breast_cancer."),
-    arch: Optional[List[str]] = typer.Option(CLI_DEFAULTS["metanca"]["arch"], help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option). Default depends on the dataset."),
+    arch: Optional[List[str]] = typer.Option(CLI_DEFAULTS["metanca"]["arch"], help="Meta-training architecture(s), e.g. --arch 784,50,30,10 (repeat the option), or a CNN on the square images of mnist / digits: conv:8,16 = conv3x3 (8 channels) -> act -> 2x2 max-pool, the same with 16, then a dense head to the classes; 'res' adds a residual block x + conv(act(conv(x))) at the current width (conv:8,res,16). Default depends on the dataset."),
     out: Path = typer.Option(Path("runs/metanca"), help="Run folder: checkpoints, metrics.jsonl."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr applies from the resume iteration on and is recorded."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -83,6 +96,7 @@ def run_metanca(
     arch_pools: int = option(MN, "arch_pools", help="With --arch-range and pooling: pools of random architectures kept at once."),
     arch_redraw: float = option(MN, "arch_redraw", help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),
     split_seed: int = option(MN, "split_seed", help="Seed of the 80/20 train/test split (recorded in the checkpoint)."),
+    data_batch: int = option(MN, "data_batch", min=1, help="Training examples the grown networks are scored on per iteration (the meta-loss); smaller is cheaper for CNNs on a CPU."),
     seed: int = option(TRAIN, "seed", help="Training seed."),
     grow_steps: int = typer.Option(30, help="With --pretrained: rule updates to grow each network."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -103,7 +117,7 @@ def run_metanca(
     if pretrained:
         _eval_rule(mn.PRETRAINED_PATH, samples, grow_steps, seed, dev, data_dir)
         return
-    archs = tuple(tuple(_ints(a, "--arch")) for a in (arch or _default_archs(dataset.value)))
+    archs = tuple(_arch(a) for a in (arch or _default_archs(dataset.value)))
     cfg = mn.Config(dataset=dataset.value, archs=archs, samples=samples, pool_size=pool_size, fresh_frac=fresh_frac,
                     rule_hidden=tuple(_ints(rule_hidden, "--rule-hidden")), pos_dim=pos_dim,
                     hidden=hidden, activation=activation,
@@ -111,7 +125,7 @@ def run_metanca(
                     data_conditioned=data_conditioned, hidden_code=hidden_code, hidden_span=hidden_span,
                     arch_range=tuple(_ints(arch_range, "--arch-range")) if arch_range else (),
                     arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip,
-                    layer_code=layer_code).validate()
+                    layer_code=layer_code, data_batch=data_batch).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
     task = mn.MetaNCATask(cfg, data, dev)
@@ -125,7 +139,7 @@ def run_metanca(
         "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     accelerate(task.model, dev, compile, cuda_graphs, "metanca", tcfg.iterations)
     typer.echo(f"metanca on {cfg.dataset}: rule with {sum(p.numel() for p in task.model.parameters()):,} "
-               f"parameters, architectures {[list(a) for a in archs]}, device={dev}")
+               f"parameters, architectures {[mn.arch_key(a) for a in archs]}, device={dev}")
     last = train(task, tcfg, out, dev, resume=resume, command=command_line(), overwrite=overwrite)
     if last:
         typer.echo(summary.training(f"a metanca rule on {cfg.dataset}", last, out, "rule"))
@@ -162,9 +176,9 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
     rows = []
     for a in cfg.archs:
         acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
-        rows.append({"arch": list(a), "mean_accuracy": acc.mean().item(),
+        rows.append({"arch": a if isinstance(a, str) else list(a), "mean_accuracy": acc.mean().item(),
                      "std": acc.std().item() if samples > 1 else 0.0})
-        line = (f"{list(a)}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
+        line = (f"{rows[-1]['arch']}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
                 f"over {samples} grown networks")
         if adam_epochs > 0:
             adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
@@ -183,6 +197,7 @@ def eval_metanca(
     adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: also train each architecture with Adam (batch 128, lr 1e-3, the grown networks' activation and initialisation) for this many epochs of the training split and report grown / Adam (0: skip)."),
     heatmap: Optional[Path] = typer.Option(None, help="A `study heatmap` JSON to summarise in the card."),
     zeroout: Optional[Path] = typer.Option(None, help="A `study zeroout` JSON to summarise in the card."),
+    architectures: Optional[Path] = typer.Option(None, help="A `study architectures` JSON (e.g. --arch conv:8,16 ...) to list in the card: the architectures meta-trained on and the ones only evaluated."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the accuracies here."),
     card: Optional[Path] = typer.Option(None, help="Write a Markdown model card here."),
     card_notes: str = typer.Option("", help="Free text appended to the model card."),
@@ -202,7 +217,8 @@ def eval_metanca(
     if card:
         from localrules.studies.report import metanca_card
 
-        studies = {k: json.loads(p.read_text()) for k, p in (("heatmap", heatmap), ("zeroout", zeroout)) if p}
+        studies = {k: json.loads(p.read_text()) for k, p in
+                   (("heatmap", heatmap), ("zeroout", zeroout), ("architectures", architectures)) if p}
         card.write_text(metanca_card(ckpt, res, studies, card_notes))
         typer.echo(f"model card: {card}")
 
@@ -319,8 +335,10 @@ def study_architectures(
     data_dir: Optional[Path] = typer.Option(None, help=DATA_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch in this process (without --workers)."),
     ray: Optional[str] = typer.Option(None, help=RAY_HELP),
+    arch: Optional[List[str]] = typer.Option(None, help="Instead of --random: these architectures (repeat the option), MLP layer sizes or CNNs, e.g. --arch conv:8,16 --arch conv:8,res,16 --arch 784,50,30,10 (see `run metanca --arch`); a bar figure of grown and Adam accuracy per architecture."),
 ):
-    """Random architectures [n_in, h_1..h_k, n_out]: grown test accuracy against Adam per architecture."""
+    """Random architectures [n_in, h_1..h_k, n_out] (or, with --arch, named MLPs and CNNs): grown test
+    accuracy against Adam per architecture."""
     from localrules.data.tabular import load_split
     from localrules.studies.arch_sweep import random_archs, sweep
     from localrules.tasks import metanca as mn
@@ -329,6 +347,10 @@ def study_architectures(
     if not checkpoint.is_file():
         raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
     _check_layer_code(layer_code)
+    if arch:
+        _study_listed(checkpoint, [_arch(a) for a in arch], samples, steps, adam_epochs, json_out, png, seed,
+                      setup(device, threads), data_dir, layer_code, workers, ray)
+        return
     archs = random_archs(random, _range(depth_range, "--depth-range"), _range(width_range, "--width-range"), seed)
     dev = setup(device, threads)
     _, cfg, _ = mn.load(checkpoint)
@@ -342,6 +364,37 @@ def study_architectures(
 
         plot_architectures(res, png)
     _echo_sweep(res, json_out)
+
+
+def _study_listed(checkpoint, archs, samples, steps, adam_epochs, json_out, png, seed, dev, data_dir, layer_code,
+                  workers, ray) -> None:
+    from localrules.data.tabular import load_split
+    from localrules.studies.arch_sweep import listed
+    from localrules.tasks import metanca as mn
+
+    if layer_code or workers > 1 or ray:
+        raise typer.BadParameter("--arch grows with the rule's own code, in this process",
+                                 param_hint="--layer-code / --workers / --ray")
+    _, cfg, _ = mn.load(checkpoint)
+    data = load_split(cfg.dataset, cfg.split_seed, data_dir)
+    for a in archs:
+        if not isinstance(a, str) and (a[0] != data.n_features or a[-1] != data.n_classes):
+            raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs, "
+                                     f"not {list(a)}", param_hint="--arch")
+    try:
+        res = listed(checkpoint, data, archs, samples, steps, json_out, seed, dev, adam_epochs)
+    except ValueError as e:  # e.g. a CNN on data that are not square images
+        raise typer.BadParameter(str(e), param_hint="--arch") from None
+    if png:
+        from localrules.viz.plots import plot_listed
+
+        plot_listed(res, png)
+    for c in res["cells"]:
+        adam = (f"; {adam_label(adam_epochs)} {c['adam_accuracy']:.4f}, grown / Adam {c['ratio']:.4f}"
+                if c.get("ratio") is not None else "")
+        seen = "meta-trained on" if c["in_training"] else "only evaluated"
+        typer.echo(f"{c['arch']} ({seen}): grown {c['mean_accuracy']:.4f} +- {c['std']:.4f}{adam}")
+    typer.echo(f"results in {json_out}" + (f", figure in {png}" if png else ""))
 
 
 @study_app.command("datasets")

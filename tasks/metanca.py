@@ -23,6 +23,10 @@ units are tanh by default: with ReLU the rule's first move was to kill every hid
 h: R cannot overwrite it, and U c is computed once per step for all sampled networks, which
 makes a training step about 3x cheaper than carrying the 60 code channels in every h.
 
+Task networks are MLPs (``archs`` entries of layer sizes) or small CNNs (``conv:8,16``,
+``conv:8,res,16``: localrules.core.convgraph), whose kernel weights are cells with the same
+perception; channels carry the relative code, so one rule reads any channel count.
+
 Unbounded, h drifts: under the stage-3 rule |h| keeps growing, past anything seen in
 meta-training (4-8-update rollouts from a pool), and its grown networks collapse after about
 100 updates; the clamp keeps h where the rule was trained and the networks at their accuracy.
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 
 from localrules.core import NCA, Rule
 from localrules.core.data_signals import ACTIVATIONS, SIGNALS, DataConditioned, forward_layers
+from localrules.core.convgraph import ConvNet, image_shape, is_conv_arch, parse_conv_arch
 from localrules.core.nca import ClampHidden
 from localrules.core.neuron_code import LAYER_CODES, NeuronCode, neuron_positions, random_positions, relative_positions
 from localrules.core.weightgraph import DenseLayers, WeightGraph
@@ -56,7 +61,7 @@ PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metan
 @dataclass
 class Config:
     dataset: str = "iris"
-    archs: tuple[tuple[int, ...], ...] = ((4, 16, 3),)
+    archs: tuple[tuple[int, ...], ...] = ((4, 16, 3),)  # layer sizes, or conv:C1,C2,... strings (CNNs; see convgraph)
     pos_dim: int = 20  # positional-code width per index (input neuron, output neuron, layer): 2^10 positions
     hidden: int = 8  # channels of the hidden state h of each weight
     rule_hidden: tuple[int, ...] = (64, 64)
@@ -93,6 +98,14 @@ class Config:
             raise ValueError("pos_dim and hidden must be >= 0")
         if not self.archs:
             raise ValueError("need at least one meta-training architecture")
+        convs = [a for a in self.archs if is_conv_arch(a)]
+        for a in convs:
+            parse_conv_arch(a)
+        if convs and self.data_conditioned:
+            raise ValueError("the data-conditioned rule grows dense layers only; drop the conv architectures or --data-conditioned")
+        if convs and (self.arch_range or self.hidden_code == "random"):
+            raise ValueError("conv architectures take neither arch_range nor the random hidden code "
+                             "(their channels always carry the relative code)")
         if self.pool_size and self.pool_size < self.samples:
             raise ValueError("pool_size must be 0 (no pooling) or >= samples")
         if self.hidden_code not in HIDDEN_CODES:
@@ -114,7 +127,7 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         d = dict(d)
-        d["archs"] = tuple(tuple(a) for a in d["archs"])
+        d["archs"] = tuple(a if is_conv_arch(a) else tuple(a) for a in d["archs"])
         d["rule_hidden"] = tuple(d["rule_hidden"])
         d["arch_range"] = tuple(d.get("arch_range", ()))  # checkpoints before issue 17 lack the new keys
         return cls(**d).validate()
@@ -155,10 +168,29 @@ def topology(sizes, engine: str = "dense"):
     return DenseLayers(sizes) if engine == "dense" else WeightGraph(sizes)
 
 
+def conv_span(cfg: Config) -> float:
+    """The range [0, span) the channels of a conv network are spread over (the relative code): the rule's
+    hidden_span, else 100, the hidden indices 0..99 an index-coded rule saw."""
+    return cfg.hidden_span or 100.0
+
+
+def task_topology(arch, cfg: Config, n_features: int, n_classes: int):
+    """The weight graph of ``arch``: layer sizes (an MLP: :func:`topology`) or a conv:C1,C2,... string
+    (a CNN on square grey images of ``n_features`` pixels, :class:`localrules.core.convgraph.ConvNet`)."""
+    if is_conv_arch(arch):
+        return ConvNet(arch, image_shape(n_features), n_classes, conv_span(cfg))
+    return topology(arch, cfg.engine)
+
+
+def arch_key(arch) -> str:
+    """A printable key of an architecture: "784,50,30,10" or "conv:8,16"."""
+    return arch if is_conv_arch(arch) else ",".join(map(str, arch))
+
+
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
     """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden states N(0, h_init_std^2)."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
-    fan_in = [topo.sizes[b.src] for b in topo.blocks]
+    fan_in = getattr(topo, "fan_in", None) or [topo.sizes[b.src] for b in topo.blocks]
     w = torch.cat([torch.randn(m.shape[:3]).flatten(1) / f**0.5 for m, f in zip(mats, fan_in)], 1)
     h = torch.randn(samples, topo.n_cells, cfg.hidden) * cfg.h_init_std
     return torch.cat([w[..., None], h], -1).to(device)
@@ -166,6 +198,8 @@ def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
 
 def task_forward(topo, state: torch.Tensor, x: torch.Tensor, activation: str) -> torch.Tensor:
     """Run the S task networks whose weights are ``state[..., 0]`` on x (D, n_0) -> (S, D, n_L)."""
+    if isinstance(topo, ConvNet):
+        return topo.forward(state, x, activation)
     return forward_layers(topo, state, x, activation)[0][len(topo.sizes) - 1]
 
 
@@ -178,7 +212,10 @@ def coded(topo, cfg: "Config", positions: torch.Tensor | None):
     """The topology the rule runs on for S networks: with ``cfg.hidden_code == "random"`` their
     own neuron positions (S, nodes), with "relative" the positions i * span / width shared by all
     (see localrules.core.neuron_code), else the shared index code; the layer part by
-    ``cfg.layer_code`` (index, role or relative: :func:`localrules.core.neuron_code.layer_positions`)."""
+    ``cfg.layer_code`` (index, role or relative: :func:`localrules.core.neuron_code.layer_positions`).
+    A conv network carries its own (relative, role) code."""
+    if isinstance(topo, ConvNet):
+        return topo
     if cfg.hidden_code == "relative":
         return NeuronCode(topo, relative_positions(topo, cfg.hidden_span)[None], cfg.layer_code)
     if cfg.hidden_code == "random":
@@ -252,7 +289,9 @@ class MetaNCATask(PooledTask):
         self.device = device
         self.data = data
         for a in cfg.archs:
-            if a[0] != data.n_features or a[-1] != data.n_classes:
+            if is_conv_arch(a):
+                image_shape(data.n_features)
+            elif a[0] != data.n_features or a[-1] != data.n_classes:
                 raise ValueError(f"architecture {list(a)} does not fit {cfg.dataset}: it needs "
                                  f"{data.n_features} inputs and {data.n_classes} outputs")
         self.model = build_rule(cfg).to(device)
@@ -267,7 +306,8 @@ class MetaNCATask(PooledTask):
                 self._add(random_arch(cfg))
 
     def _topology(self, arch):
-        return conditioned(topology(arch, self.cfg.engine), self.cfg, self.x, self.y)
+        topo = task_topology(arch, self.cfg, self.data.n_features, self.data.n_classes)
+        return conditioned(topo, self.cfg, self.x, self.y)
 
     def _add(self, arch) -> None:
         """A topology and (with pooling) a pool of new networks for ``arch``."""
@@ -332,7 +372,7 @@ class MetaNCATask(PooledTask):
         return MetaNCATask(cfg, self.data, self.device)
 
     def extra_state(self):
-        return {"pools": {",".join(map(str, a)): p.state_dict() for a, p in self.pools.items()}}
+        return {"pools": {arch_key(a): p.state_dict() for a, p in self.pools.items()}}
 
     def load_extra_state(self, state):
         if self.cfg.arch_range:  # the random architectures in use when the checkpoint was written
@@ -340,7 +380,7 @@ class MetaNCATask(PooledTask):
             for key in state["pools"]:
                 self._add(tuple(int(v) for v in key.split(",")))
         for a, p in self.pools.items():
-            p.load_state_dict(state["pools"][",".join(map(str, a))])
+            p.load_state_dict(state["pools"][arch_key(a)])
 
 
 def load(path: str | Path, device="cpu") -> tuple[NCA, Config, dict]:

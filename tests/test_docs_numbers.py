@@ -37,6 +37,8 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "dws": "docs/metanca-arch/depth-width-shipped.json",
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "ds": "docs/metanca-arch/datasets.json",
+    "cnn0": "docs/metanca-arch/cnn-shipped.json",
+    "cnn": "docs/metanca-arch/cnn-cpu.json",
 }
 
 
@@ -137,6 +139,10 @@ CHECKS = [
     ("docs/metanca.md", "the {derived[wide_cells]} cells with a layer wider than 100 (and none narrower than 10) "
                         "average {derived[wide_mean]:.4f}"),
     *[("docs/metanca.md", dw_row(src, d)) for src in ("dws", "dwc") for d in (1, 2, 3, 4)],
+    *[("docs/metanca.md", "| {cnn[cells][%d][arch]} | {cnn0[cells][%d][mean_accuracy]:.4f} | "
+                          "{cnn[cells][%d][mean_accuracy]:.4f} +- {cnn[cells][%d][std]:.4f} | "
+                          "{cnn[cells][%d][adam_accuracy]:.4f} | {cnn[cells][%d][ratio]:.4f} |" % ((i,) * 6))
+      for i in range(3)],
     ("docs/metanca.md", "Mean over the 16 cells {dws[mean_over_cells]:.4f} (Adam {dws[adam_mean_over_cells]:.4f}), grown / "
                         "Adam median {dws[median_ratio]:.3f}, worst {dws[worst_ratio]:.3f}"),
     ("docs/metanca.md", "Mean {dwc[mean_over_cells]:.4f} (shipped {dws[mean_over_cells]:.4f}), grown / Adam median "

@@ -155,3 +155,36 @@ def depth_width(checkpoint, data: Split, depths, widths, samples: int, steps: in
     """:func:`sweep` over :func:`depth_width_archs`; each cell also carries its ``width``."""
     return sweep(checkpoint, data, depth_width_archs(depths, widths), samples, steps, json_path,
                  mode="depth_width", extra={"depths": list(depths), "widths": list(widths)}, **kw)
+
+
+def listed(checkpoint, data: Split, archs, samples: int, steps: int, json_path, seed: int = 0, device="cpu",
+           adam_epochs: float = 0.0, progress: bool = True) -> dict:
+    """Named architectures, MLP layer sizes or CNNs (``conv:8,16``, ``conv:8,res,16``;
+    localrules.core.convgraph), each grown ``samples`` times for ``steps`` updates and (``adam_epochs``
+    > 0) trained by Adam: ``study architectures --arch``. -> the JSON written after every cell:
+    settings, ``cells`` ({arch, kind: mlp | cnn, mean_accuracy, std, adam_accuracy, ratio, in_training}),
+    the best grown MLP and CNN."""
+    rule, cfg, _ = mn.load(checkpoint, device)
+    trained = {mn.arch_key(a) for a in cfg.archs}
+    settings = {"checkpoint": str(checkpoint), "mode": "listed", "samples": samples, "steps": steps, "seed": seed,
+                "split_seed": data.seed, "adam_epochs": adam_epochs,
+                "trained_archs": [mn.arch_key(a) for a in cfg.archs], "trained_width_range": list(cfg.arch_range)}
+    path = Path(json_path)
+    cells = []
+    for a in progress_bar(archs, disable=not progress, desc="architectures"):
+        acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
+        cell = {"arch": mn.arch_key(a), "kind": "cnn" if isinstance(a, str) else "mlp",
+                "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0,
+                "in_training": mn.arch_key(a) in trained or (not isinstance(a, str) and in_training(cfg, a))}
+        if adam_epochs > 0:
+            adam = train_adam(a, data, adam_epochs, activation=cfg.activation, seed=seed)["adam_accuracy"]
+            cell.update(adam_accuracy=adam, ratio=cell["mean_accuracy"] / adam if adam > 0 else None)
+        cells.append(cell)
+        out = {**settings, "cells": cells}
+        for kind in ("mlp", "cnn"):
+            sub = [c for c in cells if c["kind"] == kind]
+            if sub:
+                out[f"best_grown_{kind}"] = max(sub, key=lambda c: c["mean_accuracy"])["arch"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1))
+    return out

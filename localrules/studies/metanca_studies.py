@@ -36,7 +36,8 @@ def networks_per_chunk(n_cells: int, device) -> int:
 
 def _topology(cfg: mn.Config, sizes, data: Split, device):
     """The grown network's topology; a data-conditioned rule reads signals from the training split."""
-    return mn.conditioned(mn.topology(sizes, cfg.engine), cfg, data.x_train.to(device), data.y_train.to(device))
+    topo = mn.task_topology(sizes, cfg, data.n_features, data.n_classes)
+    return mn.conditioned(topo, cfg, data.x_train.to(device), data.y_train.to(device))
 
 
 def grow_accuracy(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps: int,

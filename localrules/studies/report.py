@@ -159,11 +159,29 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
 
 def _meta_archs(cfg) -> str:
     """The meta-training architectures as the card names them."""
-    archs = [list(a) for a in cfg.archs]
+    archs = [a if isinstance(a, str) else list(a) for a in cfg.archs]  # conv:8,16 names a CNN
     if not cfg.arch_range:
         return str(archs)
     lo, hi = cfg.arch_range
     return f"the shapes of {archs} with every hidden width drawn from {lo}..{hi}"
+
+
+def _architectures_lines(res: dict) -> list[str]:
+    """A `study architectures` JSON (named ``--arch`` or ``--random``) as a table of the architectures
+    meta-trained on and the ones only evaluated."""
+    name = lambda c: c["arch"] if "arch" in c else str(c["hidden"])  # noqa: E731
+    adam = all("adam_accuracy" in c for c in res["cells"])
+    lines = [f"Architectures (`localrules study architectures`, {res['samples']} networks each, {res['steps']} "
+             f"updates; meta-trained on: {', '.join(map(str, res['trained_archs']))}):", "",
+             "| architecture | meta-trained on | grown test accuracy |"
+             + (f" {adam_label(res['adam_epochs'])} | grown / Adam |" if adam else ""),
+             "|---|---|---|" + ("---|---|" if adam else "")]
+    for c in res["cells"]:
+        row = f"| {name(c)} | {'yes' if c['in_training'] else 'no: only evaluated'} | {c['mean_accuracy']:.4f} |"
+        if adam:
+            row += f" {c['adam_accuracy']:.4f} | {c['ratio']:.4f} |" if c.get("ratio") is not None else " - | - |"
+        lines.append(row)
+    return lines
 
 
 def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = "") -> str:
@@ -198,6 +216,9 @@ def metanca_card(checkpoint: str | Path, res: dict, studies: dict, notes: str = 
         if "median_ratio" in hm:
             lines[-1] += (f" {adam_label(hm['adam_epochs'])} averages {hm['adam_mean_over_cells']:.4f}; grown / Adam "
                           f"has median {hm['median_ratio']:.3f} and worst {hm['worst_ratio']:.3f}.")
+    arch = studies.get("architectures")
+    if arch:
+        lines += ["", *_architectures_lines(arch)]
     zo = studies.get("zeroout")
     if zo:
         lines += ["", f"Zero-out (`localrules study zeroout`, {zo['sizes']}, {zo['samples']} networks, a whole layer "

@@ -254,3 +254,26 @@ def plot_transform_sweep(results: dict | list[dict], path: str | Path) -> Path:
     axes[0][0].legend(loc="lower left")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_listed(results: dict, path: str | Path) -> Path:
+    """``study architectures --arch``: grown (mean +- std) and Adam test accuracy per named
+    architecture (MLPs and CNNs); meta-training architectures marked with *."""
+    import numpy as np
+
+    cells = results["cells"]
+    k = np.arange(len(cells))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(cells) + 2), 4.2))
+    has_adam = all("adam_accuracy" in c for c in cells)
+    w = 0.4 if has_adam else 0.6
+    ax.bar(k - (w / 2 if has_adam else 0), [c["mean_accuracy"] for c in cells], w,
+           yerr=[c["std"] for c in cells], label=f"grown ({results['steps']} updates)")
+    if has_adam:
+        ax.bar(k + w / 2, [c["adam_accuracy"] for c in cells], w, label=adam_label(results["adam_epochs"]))
+    ax.set_xticks(k, [c["arch"] + (" *" if c["in_training"] else "") for c in cells], rotation=20, ha="right",
+                  fontsize=8)
+    ax.set(ylabel="test accuracy", ylim=(0, 1.15), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+           title="grown vs Adam (* meta-trained on; the rest only evaluated)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    return _save(fig, path)
