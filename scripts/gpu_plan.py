@@ -51,7 +51,7 @@ STAGES = [
     {
         "name": "metanca-depth",
         "archive": "1-setup-metanca",
-        "share": 0.36,
+        "share": 0.30,
         "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10", "--arch", "784,10,10,10",
                  "--arch", "784,10,10,10,10", "--arch", "784,10,10,10,10,10", "--arch-range", "5,300",
                  "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
@@ -66,6 +66,24 @@ STAGES = [
                "the CPU run's rule (resume/metanca-depth: 404 iterations lifted depths 1, 3, 4 from "
                "0.12-0.14 to 0.45-0.70 but cost depth 2 0.79 -> 0.70); MetaNCA gains most per second "
                "on a GPU (0.036 s per iteration, 47x the CPU). Its pools never travel",
+    },
+    {
+        "name": "metanca-cnn",
+        "archive": "1-setup-metanca",
+        "share": 0.15,
+        "args": ["run", "metanca", "--dataset", "mnist", "--arch", "conv:8,16", "--arch", "conv:8,res,16",
+                 "--arch", "784,50,30,10", "--hidden-clip", "2.5", "--steps-min", "10", "--steps-max", "20",
+                 "--lr", "5e-4", "{size}"],
+        "size": {"full": ["--iterations", "100000", "--samples", "16", "--data-batch", "512"],
+                 "smoke": ["--iterations", "2", "--samples", "2", "--pool-size", "2", "--data-batch", "16"]},
+        "keep_state": False,
+        "continue": "rule",
+        "rule_if": {"steps_min": 10, "hidden_clip": 2.5},
+        "rule_default": "{root}/resume/metanca-cnn/model.safetensors",
+        "why": "issue 38's convolutional task networks: the CPU rule (resume/metanca-cnn, 2,807 iterations: "
+               "conv:8,16 0.9428 = 1.004 of Adam one epoch, conv:8,res,16 0.9488 = 0.984) forgot MLPs "
+               "(784,50,30,10: 0.093), so the slot continues it with that MLP in the pool too, at 16 "
+               "networks and 512-digit batches per iteration",
     },
     {
         "name": "hybrid-mk",

@@ -34,6 +34,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "wide": PRE + "metanca-mnist-relative.wide.json",
     "restore": PRE + "restore/eval.json",
     "equal": "docs/restore-equal-batches.json",
+    "screen": "docs/restore-issue39-screen.json",
     "dws": "docs/metanca-arch/depth-width-shipped.json",
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "ds": "docs/metanca-arch/datasets.json",
@@ -165,6 +166,9 @@ CHECKS = [
                         + " | ".join(f"{{equal[damage][models][{m}][accuracy_drop]:.4f}}" for m in ("hybrid", "ca", "cnn-ae"))
                         + " |"),
     ("docs/restore.md", "it leads the hybrid by {derived[equal_lead_db]:.2f} dB and {derived[equal_lead_id]:.3f} of digit-ID"),
+    # issue 39's screening table: PSNR and digit-ID of each variant (the plain plain-text row ends)
+    *[("docs/restore.md", f"| {{screen[models][{m}][psnr_db]:.2f}} | {{screen[models][{m}][digit_id_accuracy]:.4f}} | "
+                          f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-g4p2", "mk-clamp", "knn")],
 ]
 
 
