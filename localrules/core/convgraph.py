@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .data_signals import ACTIVATIONS
 from .pyg import scatter
-from .weightgraph import BIAS_POSITION, Block, fourier
+from .weightgraph import BIAS_POSITION, Block, _CellCode, fourier
 
 CONV_PREFIX = "conv:"
 
@@ -86,7 +86,7 @@ class Op:
     skip: int | None = None
 
 
-class ConvNet:
+class ConvNet(_CellCode):
     """The weight graph of a small CNN ``arch`` on images (channels, side, side) with ``n_classes`` outputs.
 
     Node layers (``sizes``): input channels, every conv's output channels, the classes; a
@@ -207,15 +207,9 @@ class ConvNet:
             role.append(torch.full((o * cols,), r))
         return torch.cat(qs), torch.cat(qd), torch.cat(role)
 
-    def cell_code(self, width: int, device=None) -> torch.Tensor:
-        """(cells, width) = [F(q_src), F(q_dst), F(role)], dim = width / 3, cached per width and device."""
-        if width % 3:
-            raise ValueError(f"the positional code has 3 equal parts; width {width} is not a multiple of 3")
-        cache = self.__dict__.setdefault("_code_cache", {})
-        key = (width, str(device))
-        if key not in cache:
-            cache[key] = torch.cat([fourier(q, width // 3) for q in self.code_positions()], 1).to(device)
-        return cache[key]
+    def positional_code(self, dim: int) -> torch.Tensor:
+        """(cells, 3 * dim) = [F(q_src), F(q_dst), F(role)]; ``cell_code(width)`` serves it with dim = width / 3."""
+        return torch.cat([fourier(q, dim) for q in self.code_positions()], 1)
 
     def forward(self, state: torch.Tensor, x: torch.Tensor, activation: str, chunk: int = 4096) -> torch.Tensor:
         """The S networks whose weights are ``state[..., 0]`` on x (D, c * side * side) -> logits (S, D, classes).

@@ -86,14 +86,18 @@ def positional_code(topo, dim: int) -> torch.Tensor:
 
 class _CellCode:
     def cell_code(self, width: int, device=None) -> torch.Tensor:
-        """(cells, width) :func:`positional_code` with dim = width / 3, cached per width and device."""
+        """(cells, width) :meth:`positional_code` with dim = width / 3, cached per width and device."""
         if width % 3:
             raise ValueError(f"the positional code has 3 equal parts; width {width} is not a multiple of 3")
         cache = self.__dict__.setdefault("_code_cache", {})
         key = (width, str(device))
         if key not in cache:
-            cache[key] = positional_code(self, width // 3).to(device)
+            cache[key] = self.positional_code(width // 3).to(device)
         return cache[key]
+
+    def positional_code(self, dim: int) -> torch.Tensor:
+        """(cells, 3 * dim): :func:`positional_code` of this graph (a topology may name its cells otherwise)."""
+        return positional_code(self, dim)
 
 
 class DenseLayers(_CellCode):
