@@ -51,7 +51,7 @@ STAGES = [
     {
         "name": "metanca-depth",
         "archive": "1-setup-metanca",
-        "share": 0.30,
+        "share": 0.27,
         "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10", "--arch", "784,10,10,10",
                  "--arch", "784,10,10,10,10", "--arch", "784,10,10,10,10,10", "--arch-range", "5,300",
                  "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
@@ -68,27 +68,9 @@ STAGES = [
                "on a GPU (0.036 s per iteration, 47x the CPU). Its pools never travel",
     },
     {
-        "name": "metanca-cnn",
-        "archive": "1-setup-metanca",
-        "share": 0.15,
-        "args": ["run", "metanca", "--dataset", "mnist", "--arch", "conv:8,16", "--arch", "conv:8,res,16",
-                 "--arch", "784,50,30,10", "--hidden-clip", "2.5", "--steps-min", "10", "--steps-max", "20",
-                 "--lr", "5e-4", "{size}"],
-        "size": {"full": ["--iterations", "100000", "--samples", "16", "--data-batch", "512"],
-                 "smoke": ["--iterations", "2", "--samples", "2", "--pool-size", "2", "--data-batch", "16"]},
-        "keep_state": False,
-        "continue": "rule",
-        "rule_if": {"steps_min": 10, "hidden_clip": 2.5},
-        "rule_default": "{root}/resume/metanca-cnn/model.safetensors",
-        "why": "issue 38's convolutional task networks: the CPU rule (resume/metanca-cnn, 2,807 iterations: "
-               "conv:8,16 0.9428 = 1.004 of Adam one epoch, conv:8,res,16 0.9488 = 0.984) forgot MLPs "
-               "(784,50,30,10: 0.093), so the slot continues it with that MLP in the pool too, at 16 "
-               "networks and 512-digit batches per iteration",
-    },
-    {
         "name": "hybrid-mk",
         "archive": "2-hybrid",
-        "share": 0.225,
+        "share": 0.21,
         "args": ["run", "restore", "--model", "hybrid", "--mask-channel", "--keep-visible", "--channels", "32",
                  "--rule-hidden", "64", "{size}"],
         "size": RESTORE_SIZE,
@@ -100,7 +82,7 @@ STAGES = [
     {
         "name": "unet",
         "archive": "3-baselines",
-        "share": 0.18,
+        "share": 0.17,
         "args": ["run", "restore", "--model", "unet", "{size}"],
         "size": RESTORE_SIZE,
         "keep_state": True,
@@ -110,7 +92,7 @@ STAGES = [
     {
         "name": "cnn-ae",
         "archive": "3-baselines",
-        "share": 0.135,
+        "share": 0.13,
         "args": ["run", "restore", "--model", "cnn-ae", "{size}"],
         "size": RESTORE_SIZE,
         "keep_state": True,
@@ -130,6 +112,24 @@ STAGES = [
                "batched model (--runs 4; their states, about 9 MB, fit the setup archive's file); its "
                "utilisation line says what 4 runs per launch cost against the single "
                "self-classifier's 0.024-0.029 s per iteration in the earlier slots",
+    },
+    {
+        "name": "metanca-cnn",
+        "archive": "1-setup-metanca",
+        "share": 0.12,
+        "args": ["run", "metanca", "--dataset", "mnist", "--arch", "conv:8,16", "--arch", "conv:8,res,16",
+                 "--arch", "784,50,30,10", "--hidden-clip", "2.5", "--steps-min", "10", "--steps-max", "20",
+                 "--lr", "5e-4", "{size}"],
+        "size": {"full": ["--iterations", "100000", "--samples", "16", "--data-batch", "512"],
+                 "smoke": ["--iterations", "2", "--samples", "2", "--pool-size", "2", "--data-batch", "16"]},
+        "keep_state": False,
+        "continue": "rule",
+        "rule_if": {"steps_min": 10, "hidden_clip": 2.5},
+        "rule_default": "{root}/resume/metanca-cnn/model.safetensors",
+        "why": "issue 38's convolutional task networks: the CPU rule (resume/metanca-cnn, 2,807 iterations: "
+               "conv:8,16 0.9428 = 1.004 of Adam one epoch, conv:8,res,16 0.9488 = 0.984) forgot MLPs "
+               "(784,50,30,10: 0.093), so the slot continues it with that MLP in the pool too, at 16 "
+               "networks and 512-digit batches per iteration",
     },
 ]
 

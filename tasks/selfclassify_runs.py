@@ -57,6 +57,8 @@ class Runs(nn.Module):
     def __init__(self, models: list[nn.Module]):
         super().__init__()
         self.runs = nn.ModuleList(models)
+        for m in models:  # vmap cannot batch the firing rows' data-dependent count (nonzero):
+            m.sparse_fire = False  # the masked update, the same values
 
     def rollout(self, pixels, state, alive, fires, noises, steps: int, noise_std: float) -> torch.Tensor:
         """pixels, alive (N, B, H, W, 1), state (N, B, H, W, C), fires (N, steps, B, H, W, 1),

@@ -366,7 +366,8 @@ def test_the_plan_fits_the_returned_file_limit(plan):
     assert sum(most for _, most in plan.archives.values()) + 1 <= 8  # + the log
     assert {n for names, _ in plan.archives.values() for n in names} == ({s.name for s in plan.stages} | {"setup"}
                                                                           | ({"studies"} if plan.studies else set()))
-    assert [s.name for s in plan.stages] == ["metanca-depth", "hybrid-mk", "unet", "cnn-ae", "selfclassify-runs"]
+    assert [s.name for s in plan.stages] == ["metanca-depth", "hybrid-mk", "unet", "cnn-ae", "selfclassify-runs",
+                                               "metanca-cnn"]
     assert abs(sum(s.share for s in plan.stages) - 1) < 1e-9
 
 
