@@ -12,8 +12,8 @@ import typer
 from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
                      init_weights, resumed_config, run_app, setup, study_app)
-from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, Precision, compile_option, graphs_option, option,
-                      precision_option)
+from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, Precision, compile_option, default, graphs_option,
+                      option, precision_option)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
 OPTIONAL = ("ca", "cnn-ae", "unet")  # loaded when the folder has them, as is any other folder (a variant)
@@ -84,10 +84,10 @@ def run_restore(
     keep_visible: bool = typer.Option(False, "--keep-visible", help="hybrid / ca: the masked image as a fixed input channel; visible pixels kept in the output."),
     clamp_output: bool = typer.Option(False, "--clamp-output", help="hybrid / ca: linear read-out clamped to [0, 1] (outside training) instead of a sigmoid."),
     masked_loss: bool = typer.Option(False, "--masked-loss", help="Loss on the blanked pixels only."),
-    channels: int = typer.Option(16, min=1, help="hybrid / ca: state channels per lattice cell."),
-    rule_hidden: int = typer.Option(0, min=0, help="hybrid / ca: hidden width of the CA rule (0: none, as shipped)."),
-    gate_reads: int = typer.Option(1, min=1, help="hybrid: maps the gate reads from the lattice (1 as shipped)."),
-    gate_pool: int = typer.Option(1, min=1, help="hybrid: the gate reads its maps average-pooled by this factor (a divisor of the lattice side, 32)."),
+    channels: int = option(RS, "channels", min=1, help="hybrid / ca: state channels per lattice cell."),
+    rule_hidden: int = option(RS, "rule_hidden", min=0, help="hybrid / ca: hidden width of the CA rule (0: none, as shipped)."),
+    gate_reads: int = option(RS, "gate_reads", min=1, help="hybrid: maps the gate reads from the lattice (1 as shipped)."),
+    gate_pool: int = option(RS, "gate_pool", min=1, help="hybrid: the gate reads its maps average-pooled by this factor (a divisor of the lattice side, 32)."),
     steps_min: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_min"], min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
     steps_max: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_max"], min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
@@ -124,9 +124,8 @@ def run_restore(
         raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k, v in flags.items() if v)} "
                                  f"apply to hybrid and ca only, not {model.value}")
     fixed |= {k: v for k, v in flags.items() if v} | ({"masked_loss": True} if masked_loss else {})
-    arch = {"channels": (channels, 16), "rule_hidden": (rule_hidden, 0), "gate_reads": (gate_reads, 1),
-            "gate_pool": (gate_pool, 1)}
-    changed = {k: v for k, (v, default) in arch.items() if v != default}
+    arch = {"channels": channels, "rule_hidden": rule_hidden, "gate_reads": gate_reads, "gate_pool": gate_pool}
+    changed = {k: v for k, v in arch.items() if v != default(RS, k)}  # the shipped hybrid's: Config's defaults
     only = {"channels", "rule_hidden"} if model.value == "ca" else set(arch)
     if changed and (model.value not in rs.LATTICE_MODELS or set(changed) - only):
         raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in changed)} "
