@@ -158,6 +158,19 @@ def precision_option() -> Any:
     return option(TRAIN, "precision", to=Precision, help=PRECISION_HELP)
 
 
+class LRRule(str, enum.Enum):
+    none = "none"
+    sqrt = "sqrt"
+    linear = "linear"
+
+
+def lr_rule_option(base_batch: int) -> Any:
+    """--lr-rule (localrules.train.lr_rule) for a command whose recipe's batch is ``base_batch``."""
+    return typer.Option(LRRule.none, help=f"With a --batch-size other than the recipe's {base_batch}: scale --lr "
+                        f"by (batch / {base_batch})^k, k = 1/2 (sqrt, the rule for Adam) or 1 (linear); none "
+                        "keeps --lr. The rule and the learning rate it gives are recorded in the model card.")
+
+
 LAYOUT_HELP = ("Memory layout of the lattice's convolution: channels-last (the state as it is) or nchw (copied "
                "to contiguous NCHW first); the same numbers; auto: the one measured faster on the device "
                "(localrules.core.layout).")

@@ -12,7 +12,7 @@ import typer
 from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
                      init_weights, resumed_config, run_app, setup, study_app)
-from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, Precision, compile_option, default, graphs_option,
+from .options import (CLI_DEFAULTS, LAYOUT_HELP, RS, TRAIN, Layout, LRRule, Precision, compile_option, default, graphs_option, lr_rule_option,
                       option, precision_option)
 
 RESTORERS = ("hybrid", "ca", "cnn-ae")
@@ -75,6 +75,8 @@ def run_restore(
     iterations: int = typer.Option(CLI_DEFAULTS["restore"]["iterations"], help="Mini-batches (the text: 40k of 64)."),
     minutes: float = option(TRAIN, "minutes", min=0, help=MINUTES_HELP),
     lr: float = option(TRAIN, "lr", help="Adam learning rate; /10 at 60 % and 85 % of the run."),
+    batch_size: int = option(RS, "batch_size", min=1, help="Digits per batch (the text: 64); the pool of lattice states grows with it (1.5x the batch)."),
+    lr_rule: LRRule = lr_rule_option(default(RS, "batch_size")),
     max_bad_steps: int = option(TRAIN, "max_bad_steps", help=MAX_BAD_HELP),
     recipe: str = typer.Option("pool", help="pool (default: pool of lattice states, mask rates 0.3-0.9 and region masks, re-masking, damage, 8-16 steps) or plain (the shipped models' first stage: fresh digits, 70 % pixel masks, 10 steps)."),
     mask_frac: Optional[float] = typer.Option(None, help="Train on this one pixel-mask rate only (default: the recipe's)."),
@@ -109,6 +111,7 @@ def run_restore(
     from localrules.core.layout import resolve_layout, use_layout
     from localrules.tasks import restore as rs
     from localrules.train.loop import train
+    from localrules.train.lr_rule import scaled_lr
 
     dev = setup(device, threads)
     if pretrained:
@@ -131,14 +134,19 @@ def run_restore(
         raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in changed)} "
                                  f"do not apply to {model.value}")
     fixed |= changed
+    if batch_size != default(RS, "batch_size"):  # the pool keeps its size relative to the batch (96 for 64)
+        fixed |= {"batch_size": batch_size,
+                  "pool_size": default(RS, "pool_size") * batch_size // default(RS, "batch_size")}
     fixed |= {k: v for k, v in (("steps_min", steps_min), ("steps_max", steps_max)) if v is not None}
     cfg = rs.Config(model=model.value, **{**(rs.PLAIN if recipe == "plain" else {}), **fixed})
     if cfg.mask_min > cfg.mask_max:
         raise typer.BadParameter(f"need --mask-min <= --mask-max (mask_min <= mask_max), not {cfg.mask_min} > {cfg.mask_max}")
+    lr, rule = scaled_lr(lr, batch_size, default(RS, "batch_size"), lr_rule.value)
     tcfg = rs.train_config(cfg, iterations, lr, seed, minutes)
+    tcfg.lr_scaling = rule
     tcfg.max_bad_steps, tcfg.precision = max_bad_steps, precision.value
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
-        "iterations": ("iterations", "lr_milestones"), "lr": ("lr",), "seed": ("seed",),
+        "iterations": ("iterations", "lr_milestones"), "lr": ("lr", "lr_scaling"), "lr_rule": ("lr", "lr_scaling"), "seed": ("seed",),
         "steps_min": ("steps_min",), "steps_max": ("steps_max",)})
     tcfg.validate()  # its messages name the options, e.g. a reversed --steps-min / --steps-max
     cfg.steps_min, cfg.steps_max = tcfg.steps_min, tcfg.steps_max  # a resumed run's recorded range

@@ -13,7 +13,8 @@ from .helpstyle import panels
 from . import summary
 from .common import (DATA_HELP, DEVICE_HELP, MAX_BAD_HELP, MINUTES_HELP, OVERWRITE_HELP, accelerate, command_line, eval_app,
                      init_weights, resumed_config, run_app, setup)
-from .options import MS, TRAIN, Precision, compile_option, graphs_option, ints, option, precision_option
+from .options import (MS, TRAIN, LRRule, Precision, compile_option, default, graphs_option, ints, lr_rule_option, option,
+                      precision_option)
 
 
 class Loss(str, Enum):
@@ -54,6 +55,7 @@ def run_selfclassify(
     lr: float = option(TRAIN, "lr", help="Adam learning rate; divided by 10 at each milestone."),
     milestones: str = option(TRAIN, "lr_milestones", to=ints, help="Comma-separated iterations where the LR drops 10x."),
     batch_size: int = option(MS, "batch_size", help="Digits per iteration."),
+    lr_rule: LRRule = lr_rule_option(default(MS, "batch_size")),
     pool_size: int = option(MS, "pool_size", help="Persistent states in the sample pool."),
     steps: int = option(TRAIN, "steps_min", help="CA steps per training iteration."),
     perception: PerceptionKind = option(MS, "perception", to=PerceptionKind, help="learned 3x3 kernels (the paper) or fixed identity + Sobel."),
@@ -80,6 +82,7 @@ def run_selfclassify(
     from localrules.data.mnist import load_mnist
     from localrules.tasks import mnist_selfclassify as ms
     from localrules.train.loop import TrainConfig, train
+    from localrules.train.lr_rule import scaled_lr
 
     dev = setup(device, threads)
     if pretrained:
@@ -89,12 +92,13 @@ def run_selfclassify(
         return
     cfg = ms.Config(loss=loss.value, noise_std=noise, batch_size=batch_size, perception=perception.value,
                     pool_size=pool_size, engine=engine.value, augment=augment).validate()
-    tcfg = TrainConfig(iterations=iterations, lr=lr, seed=seed, steps_min=steps, steps_max=steps,
+    lr, rule = scaled_lr(lr, batch_size, default(MS, "batch_size"), lr_rule.value)
+    tcfg = TrainConfig(iterations=iterations, lr=lr, lr_scaling=rule, seed=seed, steps_min=steps, steps_max=steps,
                        lr_milestones=tuple(int(m) for m in milestones.split(",") if m),
                        checkpoint_every=checkpoint_every, minutes=minutes, max_bad_steps=max_bad_steps,
                        precision=precision.value)
     tcfg = resumed_config(ctx, tcfg, out, resume, {"max_bad_steps": ("max_bad_steps",), "precision": ("precision",),
-        "iterations": ("iterations",), "lr": ("lr",), "milestones": ("lr_milestones",),
+        "iterations": ("iterations",), "lr": ("lr", "lr_scaling"), "lr_rule": ("lr", "lr_scaling"), "milestones": ("lr_milestones",),
         "steps": ("steps_min", "steps_max"), "checkpoint_every": ("checkpoint_every",), "seed": ("seed",)})
     images, labels = load_mnist("train", data_dir)
     if runs > 1:
@@ -150,7 +154,7 @@ def _train_runs(cfg, tcfg, images, labels, dev, runs, seed, init_model, out, res
 panels(run_selfclassify, {
     "Run": "pretrained n out resume overwrite init_model runs",
     "Model": "loss noise perception engine augment",
-    "Training": "iterations lr milestones batch_size pool_size steps checkpoint_every max_bad_steps minutes seed",
+    "Training": "iterations lr milestones batch_size lr_rule pool_size steps checkpoint_every max_bad_steps minutes seed",
     "Machine": "device threads compile cuda_graphs precision data_dir tensorboard",
 })
 

@@ -62,6 +62,7 @@ class TrainConfig:
     bad_lr_factor: float = 0.5  # the learning rate is multiplied by this after each bad iteration
     snapshot_every: int = 10  # good iterations between in-memory copies of weights + Adam state
     precision: str = "fp32"  # fp32 | bf16: autocast of the forward pass (localrules.train.precision)
+    lr_scaling: str = ""  # how lr was scaled from the recipe's batch (localrules.train.lr_rule); "" = as given
 
     def validate(self) -> "TrainConfig":
         """Refuse values that would train wrongly or crash later; messages name the CLI option."""
