@@ -452,7 +452,7 @@ def study_datasets(
 @study_app.command("zeroout")
 def study_zeroout(
     checkpoint: Optional[Path] = typer.Option(None, help="A MetaNCA rule (model.safetensors); default the shipped MNIST rule."),
-    arch: Optional[str] = typer.Option(None, help="Task architecture, e.g. 784,50,30,10 (default: the first meta-training one)."),
+    arch: Optional[str] = typer.Option(None, help="Task architecture, e.g. 784,50,30,10 or a CNN conv:8,16 (default: the first meta-training one)."),
     samples: int = typer.Option(100, help="Networks grown."),
     steps_before: int = typer.Option(30, help="Rule updates before the zero-out."),
     steps_after: int = typer.Option(60, help="Rule updates after it."),
@@ -479,7 +479,7 @@ def study_zeroout(
     rule, cfg, _ = mn.load(checkpoint, dev)
     if hidden_clip is not None:
         mn.set_hidden_clip(rule, hidden_clip)
-    sizes = tuple(_ints(arch, "--arch")) if arch else cfg.archs[0]
+    sizes = _arch(arch) if arch else cfg.archs[0]
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     if ray:
         from localrules.studies.metanca_studies import zeroout_cell
@@ -496,7 +496,7 @@ def study_zeroout(
 
         plot_zeroout(res, png)
     files = f"results in {json_out}" + (f", figure in {png}" if png else "")
-    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {list(sizes)} ({samples} networks): "
+    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {mn.arch_key(sizes)} ({samples} networks): "
                f"one layer and {frac:.0%} of the other weights zeroed after {steps_before} updates; test accuracy "
                f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
                f"best after {res['accuracy_best_after']:.4f}, after {steps_after} more updates "
@@ -513,7 +513,7 @@ def study_stability(
     fresh_frac: float = typer.Option(0.25, help="Share of each pooled batch replaced by fresh networks (pool states live about steps / fresh_frac updates); the README shows what it does to stability on iris."),
     steps_max: int = typer.Option(50, help="Most rule updates per meta-training iteration (fewest: 10)."),
     out: Path = typer.Option(Path("runs/stability"), help="Folder for both rules and stability.json."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Measure this rule instead of meta-training two: test accuracy over HORIZON updates on ARCH, updates within 0.02 of its best (MNIST: e.g. --dataset mnist --arch 784,50,30,10, or a CNN conv:8,16)."),
     hidden_clip: Optional[float] = typer.Option(None, min=0.0, help="With --checkpoint: bound the rule's hidden states to [-CLIP, CLIP] after every update instead of the rule's own bound (0: unbounded), e.g. to measure a rule trained without one."),
     png: Optional[Path] = typer.Option(None, help="Figure: test accuracy (with --checkpoint) or both rules' training loss over updates."),
     seed: int = typer.Option(0),
@@ -528,7 +528,10 @@ def study_stability(
     from localrules.tasks import metanca as mn
 
     dev = setup(device, threads)
-    sizes = tuple(_ints(arch, "--arch"))
+    sizes = _arch(arch)
+    if isinstance(sizes, str) and checkpoint is None:
+        raise typer.BadParameter("the two meta-trained rules of Table 1 grow MLPs; a CNN needs --checkpoint "
+                                 "(a rule meta-trained on CNNs)", param_hint="--arch")
     if checkpoint is not None:
         from localrules.studies.metanca_studies import accuracy_curve, accuracy_stability
 
@@ -536,11 +539,11 @@ def study_stability(
         if hidden_clip is not None:
             mn.set_hidden_clip(rule, hidden_clip)
         data = load_split(cfg.dataset, cfg.split_seed, data_dir)
-        if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
+        if not isinstance(sizes, str) and (sizes[0] != data.n_features or sizes[-1] != data.n_classes):
             raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
                                      param_hint="--arch")
         acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
-        res = {"checkpoint": str(checkpoint), "arch": list(sizes), "samples": samples, "horizon": horizon,
+        res = {"checkpoint": str(checkpoint), "arch": sizes if isinstance(sizes, str) else list(sizes), "samples": samples, "horizon": horizon,
                "hidden_clip": mn.hidden_clip(rule),
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
@@ -549,7 +552,7 @@ def study_stability(
             from localrules.viz.plots import plot_stability
 
             plot_stability(res, png)
-        typer.echo(f"{list(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
+        typer.echo(f"{mn.arch_key(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
                    f"updates, {res['updates_within_band']} updates after it within 0.02, "
                    f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
         return

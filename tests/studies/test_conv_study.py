@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from localrules.cli.main import app
+from tests.cli.plain import words
 from localrules.data.tabular import load_split
 from localrules.studies.adam_baseline import train_adam
 from localrules.tasks import metanca as mn
@@ -69,3 +70,23 @@ def test_cli_run_metanca_refuses_a_bad_conv_arch(tmp_path, console):
     code, _, err = console("run", "metanca", "--dataset", "wine", "--arch", "conv:4", "--iterations", "1",
                            "--out", str(tmp_path / "w"))
     assert code == 2 and "error: a convolutional task network needs square grey images" in err, err
+
+
+def test_cli_zeroout_and_stability_of_a_cnn(conv_rule, tmp_path):
+    """`study zeroout` and `study stability --checkpoint` take a CNN (issue 38: zero-out and
+    long-horizon stability of grown CNNs); the JSON names the architecture as given."""
+    js = tmp_path / "z.json"
+    r = runner.invoke(app, ["study", "zeroout", "--checkpoint", str(conv_rule), "--arch", "conv:2,res", "--samples", "2",
+                            "--steps-before", "3", "--steps-after", "4", "--threads", "1", "--json", str(js),
+                            "--png", str(tmp_path / "z.png")])
+    assert r.exit_code == 0, r.output
+    res = json.loads(js.read_text())
+    assert res["sizes"] == "conv:2,res" and len(res["accuracy"]) == 3 + 1 + 4
+    assert all(0 <= a <= 1 for a in res["accuracy"]) and "architecture conv:2,res" in r.output
+    r = runner.invoke(app, ["study", "stability", "--checkpoint", str(conv_rule), "--arch", "conv:2", "--samples", "2",
+                            "--horizon", "5", "--threads", "1", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "s" / "accuracy_stability.json").read_text())
+    assert res["arch"] == "conv:2" and len(res["accuracy_curve"]) == 5
+    r = runner.invoke(app, ["study", "stability", "--arch", "conv:2", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 2 and "a CNN needs --checkpoint" in words(r.output), r.output
