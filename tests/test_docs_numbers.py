@@ -40,6 +40,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
     "cnn": "docs/metanca-arch/cnn-cpu.json",
+    "zcnn": "docs/metanca-arch/zeroout-cnn.json",
 }
 
 
@@ -140,6 +141,10 @@ CHECKS = [
     ("docs/metanca.md", "the {derived[wide_cells]} cells with a layer wider than 100 (and none narrower than 10) "
                         "average {derived[wide_mean]:.4f}"),
     *[("docs/metanca.md", dw_row(src, d)) for src in ("dws", "dwc") for d in (1, 2, 3, 4)],
+    ("docs/metanca.md", "the 3 networks stand at {zcnn[accuracy_before]:.4f}; one whole layer"),
+    ("docs/metanca.md", "drop them to {zcnn[accuracy_min_after]:.4f}, and the rule is back within 0.02 after "
+                        "{zcnn[updates_to_within_0.02]} updates and at {zcnn[accuracy_recovered]:.4f} after the 40 "
+                        "(best {zcnn[accuracy_best_after]:.4f})"),
     *[("docs/metanca.md", "| {cnn[cells][%d][arch]} | {cnn0[cells][%d][mean_accuracy]:.4f} | "
                           "{cnn[cells][%d][mean_accuracy]:.4f} +- {cnn[cells][%d][std]:.4f} | "
                           "{cnn[cells][%d][adam_accuracy]:.4f} | {cnn[cells][%d][ratio]:.4f} |" % ((i,) * 6))
