@@ -38,6 +38,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "dws": "docs/metanca-arch/depth-width-shipped.json",
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "dwc2": "docs/metanca-arch/depth-width-curriculum2448.json",
+    "ac2": "docs/metanca-arch/architectures-curriculum2448.json",
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
     "cnn": "docs/metanca-arch/cnn-cpu.json",
@@ -144,6 +145,9 @@ CHECKS = [
     *[("docs/metanca.md", dw_row(src, d)) for src in ("dws", "dwc", "dwc2") for d in (1, 2, 3, 4)],
     ("docs/metanca.md", "Mean {dwc2[mean_over_cells]:.4f} (at 404 iterations 0.5991), grown / Adam median "
                         "{dwc2[median_ratio]:.3f} (0.774), worst {dwc2[worst_ratio]:.3f} (0.272)"),
+    ("docs/metanca.md", "it averages {ac2[mean_over_cells]:.4f} (at 341 iterations 0.6942, shipped 0.4331), grown / "
+                        "Adam median {ac2[median_ratio]:.3f}, worst {ac2[worst_ratio]:.3f}: [784, 5, 72, 10] "
+                        "{ac2[cells][1][mean_accuracy]:.4f}"),
     ("docs/metanca.md", "the 3 networks stand at {zcnn[accuracy_before]:.4f}; one whole layer"),
     ("docs/metanca.md", "drop them to {zcnn[accuracy_min_after]:.4f}, and the rule is back within 0.02 after "
                         "{zcnn[updates_to_within_0.02]} updates and at {zcnn[accuracy_recovered]:.4f} after the 40 "
