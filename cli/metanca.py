@@ -496,7 +496,7 @@ def study_zeroout(
 
         plot_zeroout(res, png)
     files = f"results in {json_out}" + (f", figure in {png}" if png else "")
-    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {mn.arch_key(sizes)} ({samples} networks): "
+    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {sizes if isinstance(sizes, str) else list(sizes)} ({samples} networks): "
                f"one layer and {frac:.0%} of the other weights zeroed after {steps_before} updates; test accuracy "
                f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
                f"best after {res['accuracy_best_after']:.4f}, after {steps_after} more updates "
@@ -543,7 +543,8 @@ def study_stability(
             raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
                                      param_hint="--arch")
         acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
-        res = {"checkpoint": str(checkpoint), "arch": sizes if isinstance(sizes, str) else list(sizes), "samples": samples, "horizon": horizon,
+        label = sizes if isinstance(sizes, str) else list(sizes)  # conv:8,16 names a CNN
+        res = {"checkpoint": str(checkpoint), "arch": label, "samples": samples, "horizon": horizon,
                "hidden_clip": mn.hidden_clip(rule),
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}
         out.mkdir(parents=True, exist_ok=True)
@@ -552,7 +553,7 @@ def study_stability(
             from localrules.viz.plots import plot_stability
 
             plot_stability(res, png)
-        typer.echo(f"{mn.arch_key(sizes)}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
+        typer.echo(f"{label}: best test accuracy {res['best_accuracy']:.4f} after {res['updates_to_best']} "
                    f"updates, {res['updates_within_band']} updates after it within 0.02, "
                    f"{res['final_accuracy']:.4f} after {horizon}; {out / 'accuracy_stability.json'}")
         return
