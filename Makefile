@@ -61,7 +61,7 @@ wheel-check: $(VENV)/.installed
 	cd /tmp && /tmp/localrules-wheel-venv/bin/python -c "import localrules.cli.main, localrules as lr; from localrules.tasks import mnist_selfclassify as m; \
 	  [lr.load_selfclassifier(m.pretrained_path(k)) for k in ('l2', 'ce', 'robust')]; \
 	  [lr.load_rule(n) for n in ('metanca-mnist', 'metanca-mnist-dc', 'metanca-mnist-relative')]; \
-	  [lr.load_restorer(n) for n in ('hybrid', 'ca', 'cnn-ae', 'classifier')]; print('every shipped model loads from the wheel')"
+	  [lr.load_restorer(n) for n in ('hybrid', 'ca', 'cnn-ae', 'unet', 'classifier')]; print('every shipped model loads from the wheel')"
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info

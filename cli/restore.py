@@ -71,7 +71,7 @@ def run_restore(
     out: Optional[Path] = typer.Option(None, help="Run folder (default runs/restore/MODEL)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/train_state.pt, to the run's recorded --iterations unless given; a changed --lr or --iterations (which moves the LR drops) applies from the resume iteration on and is recorded."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (all three and the floor) on N test digits."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="Skip training: evaluate the shipped models (hybrid, CA alone, CNN auto-encoder, U-Net), the kNN fill and the floor on N test digits."),
     iterations: int = typer.Option(CLI_DEFAULTS["restore"]["iterations"], help="Mini-batches (the text: 40k of 64)."),
     minutes: float = option(TRAIN, "minutes", min=0, help=MINUTES_HELP),
     lr: float = option(TRAIN, "lr", help="Adam learning rate; /10 at 60 % and 85 % of the run."),

@@ -112,8 +112,9 @@ def forward(rule: NCA, networks: list[list[torch.Tensor]], x) -> torch.Tensor:
 
 def load_restorer(name: str = "hybrid", folder: str | Path | None = None,
                   device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A restoration model: ``hybrid`` (CA + MLP gate), ``ca``, ``cnn-ae`` or ``classifier``, from
-    ``folder`` (default: the shipped models). Call it on masked digits (N, 28, 28) in [0, 1]."""
+    """A restoration model: ``hybrid`` (CA + MLP gate), ``ca``, ``cnn-ae``, ``unet`` or ``classifier``,
+    from ``folder`` (default: the shipped models). Call it on masked digits (N, 28, 28) in [0, 1]
+    (the U-Net also takes ``keep=``, the mask: True where visible)."""
     from localrules.tasks import restore as rs
 
     path = Path(folder or rs.PRETRAINED_DIR) / name / "model.safetensors"

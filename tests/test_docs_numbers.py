@@ -84,8 +84,8 @@ def arch(src: str, i: int) -> str:
     return f"{{{src}[archs][{i}][mean_accuracy]:.4f}}"
 
 
-RESTORE_MODELS = ("hybrid", "ca", "cnn-ae", "interpolation")
-MASK_ROWS = {"50 % of pixels": "pixels-0.5", "90 % of pixels": "pixels-0.9",
+RESTORE_MODELS = ("hybrid", "ca", "cnn-ae", "unet", "knn", "interpolation")
+MASK_ROWS = {"50 % of pixels": "pixels-0.5", "85 % of pixels": "pixels-0.85", "90 % of pixels": "pixels-0.9",
              "a square of 25 % of the image": "region-0.25", "a square of 50 %": "region-0.5"}
 EQUAL_ROWS = {"70 % of pixels": "pixels-0.7", "50 % of pixels": "pixels-0.5", "90 % of pixels": "pixels-0.9",
               "a square of 25 %": "region-0.25", "a square of 50 %": "region-0.5"}
@@ -100,6 +100,7 @@ CHECKS = [
     ("README.md", "restores them at {restore[models][hybrid][psnr_db]:.2f} dB PSNR / "
                   "{restore[models][hybrid][digit_id_accuracy]:.4f} digit-ID accuracy"),
     ("README.md", "(the CNN auto-encoder baseline: {restore[models][cnn-ae][psnr_db]:.2f} dB;"),
+    ("README.md", "a U-Net of its size, 3,000 batches: {restore[models][unet][psnr_db]:.2f} dB;"),
 
     # docs/selfclassify.md: the shipped models, the robust table, digits in pieces
     ("docs/selfclassify.md", "| {l2noise[accuracy_at_200]:.4f} / {l2noise[agreement_at_200]:.4f} | "
@@ -175,7 +176,7 @@ CHECKS = [
                         + " | ".join(f"{{equal[eval][steps][2x][{m}][psnr_db]:.2f}} / {{equal[eval][steps][5x][{m}][psnr_db]:.2f}} dB"
                                      for m in ("hybrid", "ca")) + " |"),
     ("docs/restore.md", "| digit-ID drop under 30 % damage (2,000 digits) | "
-                        + " | ".join(f"{{equal[damage][models][{m}][accuracy_drop]:.4f}}" for m in ("hybrid", "ca", "cnn-ae"))
+                        + " | ".join(f"{{equal[damage][models][{m}][accuracy_drop]:.4f}}" for m in ("hybrid", "ca", "cnn-ae", "unet"))
                         + " |"),
     ("docs/restore.md", "it leads the hybrid by {derived[equal_lead_db]:.2f} dB and {derived[equal_lead_id]:.3f} of digit-ID"),
     # issue 39's screening table: PSNR and digit-ID of each variant (the plain plain-text row ends)

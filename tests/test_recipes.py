@@ -152,7 +152,7 @@ def test_default_checkpoints_are_the_models_they_name():
     assert mn.PRETRAINED_PATH.stem == "metanca-mnist"
     assert cfg.dataset == "mnist" and not cfg.data_conditioned and cfg.hidden_code == "index"
     assert cfg.hidden_clip == 2.5 and mn.hidden_clip(rule) == 2.5  # the stage-4 rule is trained bounded
-    for name in ("hybrid", "ca", "cnn-ae", "classifier"):
+    for name in ("hybrid", "ca", "cnn-ae", "unet", "classifier"):
         _, cfg, _ = rs.load(rs.PRETRAINED_DIR / name / "model.safetensors")
         assert cfg.model == name
 
