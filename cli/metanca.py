@@ -93,6 +93,7 @@ def run_metanca(
     hidden_clip: float = option(MN, "hidden_clip", min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the stage-3 rule's hidden states keep growing and its grown networks fall apart after about 100 updates; bounded at 2.5 the same weights hold for 500."),
     layer_code: str = option(MN, "layer_code", help="Positional code of a weight's layer: index (the destination layer's index, as the shipped rules: unseen depths read unseen codes), role (from the input / hidden to hidden / into the output: the same at any depth) or relative (2 l / (L - 2), a fraction of the depth); role and relative equal index on two hidden layers."),
     arch_range: Optional[str] = option(MN, "arch_range", to=ints, help="LO,HI: meta-train on hidden widths drawn uniformly from LO..HI (depth, inputs and outputs from --arch) instead of the fixed --arch list."),
+    arch_draw: str = option(MN, "arch_draw", help="With --arch-range: hidden widths drawn uniform (in LO..HI) or log (log-uniform: 5..10 as often as 50..100, so narrow layers are seen often and wide ones stay affordable)."),
     arch_pools: int = option(MN, "arch_pools", help="With --arch-range and pooling: pools of random architectures kept at once."),
     arch_redraw: float = option(MN, "arch_redraw", help="With --arch-range and pooling: chance per iteration that the drawn pool gets a new random architecture."),
     split_seed: int = option(MN, "split_seed", help="Seed of the 80/20 train/test split (recorded in the checkpoint)."),
@@ -124,7 +125,7 @@ def run_metanca(
                     zero_out_prob=zero_out_prob, engine=engine, split_seed=split_seed,
                     data_conditioned=data_conditioned, hidden_code=hidden_code, hidden_span=hidden_span,
                     arch_range=tuple(_ints(arch_range, "--arch-range")) if arch_range else (),
-                    arch_pools=arch_pools, arch_redraw=arch_redraw, hidden_clip=hidden_clip,
+                    arch_pools=arch_pools, arch_redraw=arch_redraw, arch_draw=arch_draw, hidden_clip=hidden_clip,
                     layer_code=layer_code, data_batch=data_batch).validate()
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     torch.manual_seed(seed)
@@ -176,7 +177,7 @@ def _eval_rule(checkpoint: Path, samples: int, steps: int, seed: int, dev, data_
     rows = []
     for a in cfg.archs:
         acc = grow_accuracy(rule, cfg, a, data, samples, steps, seed)
-        rows.append({"arch": a if isinstance(a, str) else list(a), "mean_accuracy": acc.mean().item(),
+        rows.append({"arch": mn.arch_label(a), "mean_accuracy": acc.mean().item(),
                      "std": acc.std().item() if samples > 1 else 0.0})
         line = (f"{rows[-1]['arch']}: test accuracy {rows[-1]['mean_accuracy']:.4f} +- {rows[-1]['std']:.4f} "
                 f"over {samples} grown networks")
@@ -496,7 +497,7 @@ def study_zeroout(
 
         plot_zeroout(res, png)
     files = f"results in {json_out}" + (f", figure in {png}" if png else "")
-    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {sizes if isinstance(sizes, str) else list(sizes)} ({samples} networks): "
+    typer.echo(f"zero-out of {checkpoint.name} on {cfg.dataset}, architecture {mn.arch_label(sizes)} ({samples} networks): "
                f"one layer and {frac:.0%} of the other weights zeroed after {steps_before} updates; test accuracy "
                f"before {res['accuracy_before']:.4f}, min after {res['accuracy_min_after']:.4f}, "
                f"best after {res['accuracy_best_after']:.4f}, after {steps_after} more updates "
@@ -543,7 +544,7 @@ def study_stability(
             raise typer.BadParameter(f"{cfg.dataset} needs {data.n_features} inputs and {data.n_classes} outputs",
                                      param_hint="--arch")
         acc = accuracy_curve(rule, cfg, sizes, data, samples, horizon, seed)
-        label = sizes if isinstance(sizes, str) else list(sizes)  # conv:8,16 names a CNN
+        label = mn.arch_label(sizes)
         res = {"checkpoint": str(checkpoint), "arch": label, "samples": samples, "horizon": horizon,
                "hidden_clip": mn.hidden_clip(rule),
                **accuracy_stability(acc), "accuracy_curve": acc.tolist()}

@@ -34,6 +34,7 @@ meta-training (4-8-update rollouts from a pool), and its grown networks collapse
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -56,6 +57,9 @@ from localrules.train.pooled import PooledTask
 
 HIDDEN_CODES = ("index", "random", "relative")
 PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
+
+
+ARCH_DRAWS = ("uniform", "log")  # how --arch-range draws hidden widths
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Config:
     arch_range: tuple[int, ...] = ()  # (lo, hi): meta-train on hidden widths drawn from lo..hi
     arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
     arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
+    arch_draw: str = "uniform"  # with arch_range: hidden widths uniform in lo..hi, or log (log-uniform)
     hidden_clip: float = 0.0  # |h| <= hidden_clip after every update (0: unbounded, as rules before stage 4)
     layer_code: str = "index"  # index (layer l by its index) | role (input / hidden / output) | relative (2 l / (L - 2))
 
@@ -120,6 +125,8 @@ class Config:
             raise ValueError("hidden_clip must be >= 0 (0: unbounded hidden states)")
         if self.layer_code not in LAYER_CODES:
             raise ValueError(f"layer_code must be one of {LAYER_CODES}, not {self.layer_code!r}")
+        if self.arch_draw not in ARCH_DRAWS:
+            raise ValueError(f"arch_draw must be one of {ARCH_DRAWS}, not {self.arch_draw!r}")
         if self.arch_pools < 1 or not 0 <= self.arch_redraw <= 1:
             raise ValueError("arch_pools must be >= 1 and arch_redraw in [0, 1]")
         return self
@@ -187,6 +194,11 @@ def arch_key(arch) -> str:
     return arch if is_conv_arch(arch) else ",".join(map(str, arch))
 
 
+def arch_label(arch) -> str | list[int]:
+    """An architecture as JSON and the studies print it: [784, 50, 30, 10], or "conv:8,16" for a CNN."""
+    return arch if is_conv_arch(arch) else list(arch)
+
+
 def init_networks(topo, samples: int, cfg: Config, device=None) -> torch.Tensor:
     """(S, cells, 1 + H): weights N(0, 1/fan_in), hidden states N(0, h_init_std^2)."""
     mats = topo.split(torch.empty(samples, topo.n_cells, 1))
@@ -232,10 +244,18 @@ def new_positions(topo, samples: int, cfg: "Config", device=None) -> torch.Tenso
 
 def random_arch(cfg: "Config") -> tuple[int, ...]:
     """A meta-training architecture drawn as the depth, inputs and outputs of one of ``cfg.archs``
-    with every hidden width uniform in ``cfg.arch_range`` (lo..hi)."""
+    with every hidden width drawn from ``cfg.arch_range`` (lo..hi): uniform, or with
+    ``arch_draw="log"`` log-uniform, width = floor(exp(u)), u ~ U[ln lo, ln(hi + 1)), so each
+    factor of widths (5..10, 50..100) is drawn equally often."""
     lo, hi = cfg.arch_range
     t = cfg.archs[int(torch.randint(len(cfg.archs), (1,)))]
-    return (t[0], *(int(v) for v in torch.randint(lo, hi + 1, (len(t) - 2,))), t[-1])
+    n = len(t) - 2
+    if cfg.arch_draw == "log":
+        u = math.log(lo) + (math.log(hi + 1) - math.log(lo)) * torch.rand(n, dtype=torch.float64)
+        widths = u.exp().floor().clamp(lo, hi).long()
+    else:
+        widths = torch.randint(lo, hi + 1, (n,))
+    return (t[0], *(int(v) for v in widths), t[-1])
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

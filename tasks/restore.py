@@ -37,7 +37,7 @@ channel) and a lattice model with ``mask_channel`` (the mask as a fixed CA input
 ``clamp_output`` swaps the sigmoid read-out for a linear one clamped outside training,
 ``masked_loss`` scores the blanked pixels only; ``rule_hidden`` gives the CA rule a hidden layer,
 ``gate_reads`` / ``gate_pool`` let the gate read K maps r (B, K, L, L), average-pooled by a factor
-(K (L / pool)^2 inputs). All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
+(K (L / pool)^2 inputs), ``gate_writes`` lets it write K' maps mixed into the C channels. All off: the shipped models. Training adds Gaussian noise to the lattice state each step and
 dropout in the gate.
 """
 
@@ -96,6 +96,7 @@ class Config:
     rule_hidden: int = 0  # hidden width of the CA rule (0: perception -> ReLU -> 1x1 to C, the shipped CA)
     gate_reads: int = 1  # channels the gate reads per cell (the shipped: 1)
     gate_pool: int = 1  # the gate reads those maps average-pooled by this factor (1: per cell)
+    gate_writes: int = 1  # maps the gate writes, each mixed into the C channels (the shipped: 1, scaled per channel)
     unet_width: int = 54  # the U-Net's first width (54: 1,326,133 parameters)
 
     @property
@@ -188,15 +189,15 @@ class CARestorer(nn.Module):
             side = int(cfg.gate_out**0.5)
             if side * side != cfg.gate_out or L % side:
                 raise ValueError("gate_out must be a square whose side divides the lattice")
-            if cfg.gate_reads < 1 or cfg.gate_pool < 1 or L % cfg.gate_pool:
-                raise ValueError("gate_reads must be >= 1 and gate_pool a divisor of the lattice side")
+            if cfg.gate_reads < 1 or cfg.gate_writes < 1 or cfg.gate_pool < 1 or L % cfg.gate_pool:
+                raise ValueError("gate_reads and gate_writes must be >= 1 and gate_pool a divisor of the lattice side")
             self.gate_read = nn.Linear(C, cfg.gate_reads)
             self.gate = nn.Sequential(
                 nn.Linear(cfg.gate_reads * (L // cfg.gate_pool) ** 2, cfg.gate_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
-                nn.Linear(cfg.gate_hidden, cfg.gate_out), nn.Unflatten(1, (1, side, side)),
+                nn.Linear(cfg.gate_hidden, cfg.gate_writes * cfg.gate_out), nn.Unflatten(1, (cfg.gate_writes, side, side)),
                 nn.Upsample(scale_factor=L // side, mode="bilinear", align_corners=False),
             )
-            self.gate_scale = nn.Parameter(torch.full((C,), 0.1))
+            self.gate_scale = nn.Parameter(torch.full((C,) if cfg.gate_writes == 1 else (cfg.gate_writes, C), 0.1))
         self.readout = nn.Conv2d(C, 1, 1)
         self.grid = Grid2D()  # the CA's topology: its memory layout per device (localrules.core.layout)
 
@@ -223,7 +224,9 @@ class CARestorer(nn.Module):
 
     def after_update(self, s: torch.Tensor) -> torch.Tensor:
         """The CA's post-update hook: s <- LayerNorm(s) (+ N(0, state_noise^2) in training), then
-        with the gate s <- s + upsample2(gate(pool(s r))) * a, r: C -> gate_reads, pool: gate_pool."""
+        with the gate s <- s + upsample2(gate(pool(s r))) A, r: C -> gate_reads, pool: gate_pool,
+        the gate's K = gate_writes maps (B, L, L, K) mixed into the channels by A (K, C) (K = 1: a
+        per-channel scale a (C,))."""
         s = self.norm(s)
         if self.training and self.cfg.state_noise:
             s = s + torch.randn_like(s) * self.cfg.state_noise
@@ -231,8 +234,11 @@ class CARestorer(nn.Module):
             r = self.gate_read(s).permute(0, 3, 1, 2)  # (B, reads, L, L)
             if self.cfg.gate_pool > 1:
                 r = F.avg_pool2d(r, self.cfg.gate_pool)
-            g = self.gate(r.flatten(1))  # (B, 1, L, L)
-            s = s + g[:, 0, :, :, None] * self.gate_scale
+            g = self.gate(r.flatten(1))  # (B, K, L, L)
+            if self.cfg.gate_writes == 1:
+                s = s + g[:, 0, :, :, None] * self.gate_scale
+            else:
+                s = s + g.permute(0, 2, 3, 1) @ self.gate_scale
         return s
 
     def run(self, s: torch.Tensor, steps: int, damage_frac: float = 0.0,

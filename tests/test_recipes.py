@@ -112,7 +112,7 @@ RESTORE_POOL = dict(model="hybrid", channels=16, lattice=32, ca_multiplier=4, st
                     # issue 39's hybrid variants and the U-Net baseline: all off, so the default is the
                     # shipped model (a default turned on would change every restore run)
                     mask_channel=False, keep_visible=False, clamp_output=False, masked_loss=False,
-                    unet_width=54, rule_hidden=0, gate_reads=1, gate_pool=1)
+                    unet_width=54, rule_hidden=0, gate_reads=1, gate_pool=1, gate_writes=1)
 
 
 def test_restore_config_defaults_are_the_text_and_the_pool_recipe():

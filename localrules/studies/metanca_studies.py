@@ -159,7 +159,7 @@ def zeroout_curve(rule, cfg: mn.Config, sizes, data: Split, samples: int, steps_
     tol = 0.02  # "recovered": within this of the accuracy before the zero-out
     back = [t for t, a in enumerate(after_curve, 1) if acc_before - a <= tol]
     return {
-        "sizes": sizes if isinstance(sizes, str) else list(sizes), "samples": samples, "zero_out_at": steps_before, "frac": frac,
+        "sizes": mn.arch_label(sizes), "samples": samples, "zero_out_at": steps_before, "frac": frac,
         "hidden_clip": mn.hidden_clip(rule),
         "accuracy": curve,  # entry t-1: after t updates; entry steps_before: right after zero-out
         "accuracy_before": acc_before,

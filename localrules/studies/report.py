@@ -159,11 +159,14 @@ def restore_card(folder: str | Path, res: dict, notes: str = "") -> str:
 
 def _meta_archs(cfg) -> str:
     """The meta-training architectures as the card names them."""
-    archs = [a if isinstance(a, str) else list(a) for a in cfg.archs]  # conv:8,16 names a CNN
+    from localrules.tasks import metanca as mn
+
+    archs = [mn.arch_label(a) for a in cfg.archs]
     if not cfg.arch_range:
         return str(archs)
     lo, hi = cfg.arch_range
-    return f"the shapes of {archs} with every hidden width drawn from {lo}..{hi}"
+    draw = " log-uniformly" if cfg.arch_draw == "log" else ""
+    return f"the shapes of {archs} with every hidden width drawn{draw} from {lo}..{hi}"
 
 
 def _architectures_lines(res: dict) -> list[str]:

@@ -11,6 +11,7 @@ from localrules.data.tabular import load_split
 from localrules.core.data_signals import neuron_signals
 from localrules.tasks import metanca as mn
 from localrules.train.loop import TrainConfig, train
+from tests.tasks.stepping import assert_grow_is_stepping
 
 
 def _moving_rule(cfg: mn.Config) -> NCA:
@@ -354,6 +355,22 @@ def test_random_architectures_without_pooling_change_every_iteration():
     assert len(archs) > 10 and all(a[0] == 4 and a[-1] == 3 and 2 <= a[1] <= 30 for a in archs)
 
 
+def test_log_uniform_widths_cover_every_factor_of_the_range_equally():
+    # catches a log draw that leaves the range, favours wide layers like the uniform draw, or an
+    # unknown draw that is accepted
+    torch.manual_seed(0)
+    cfg = mn.Config(dataset="mnist", archs=((784, 10, 10, 10),), arch_range=(5, 300), arch_draw="log").validate()
+    w = torch.tensor([mn.random_arch(cfg)[1:3] for _ in range(4000)]).flatten().double()
+    assert w.min() >= 5 and w.max() <= 300 and (w == 300).any() and (w == 5).any()
+    share = lambda lo, hi: ((w >= lo) & (w < hi)).double().mean().item()  # noqa: E731
+    # P(w in [a, b)) = ln(b / a) / ln(301 / 5): 5..10 and 50..100 about 0.169 each (uniform: 0.017 / 0.169)
+    assert share(5, 10) == pytest.approx(0.169, abs=0.03) and share(50, 100) == pytest.approx(0.169, abs=0.03)
+    uniform = mn.Config(dataset="mnist", archs=((784, 10, 10),), arch_range=(5, 300))
+    assert uniform.arch_draw == "uniform"
+    with pytest.raises(ValueError, match="arch_draw"):
+        mn.Config(arch_draw="geometric").validate()
+
+
 def test_shipped_rules_carry_their_hidden_clip_into_the_core_rollout():
     # catches a clip that lives outside NCA.rollout (the core's own rollout of a shipped rule
     # would then let h drift) or a checkpoint loaded without its bound
@@ -409,15 +426,7 @@ def test_grow_equals_stepping_the_nca_one_step_at_a_time(clip):
     cfg = mn.Config(hidden_clip=clip)
     rule = _moving_rule(cfg)
     topo = DenseLayers([5, 6, 4, 3])
-    state = mn.init_networks(topo, 3, cfg)
-    torch.manual_seed(5)
-    grown, _ = mn.grow(rule, topo, state, 4)
-    torch.manual_seed(5)
-    stepped = state
-    with torch.no_grad():
-        for _ in range(4):
-            stepped = rule.step(topo, None, stepped)
-    torch.testing.assert_close(grown, stepped)
+    assert_grow_is_stepping(rule, topo, mn.init_networks(topo, 3, cfg), 4)
 
 
 def test_accuracy_stability_by_hand():

@@ -9,6 +9,7 @@ from localrules.core.convgraph import ConvNet
 from localrules.data.tabular import load_split
 from localrules.tasks import metanca as mn
 from localrules.train.loop import TrainConfig, train
+from tests.tasks.stepping import assert_grow_is_stepping
 
 
 def test_tiny_meta_training_of_a_cnn_on_digits_lowers_the_loss(tmp_path):
@@ -50,14 +51,7 @@ def test_grow_of_a_cnn_is_the_core_rollout_and_its_forward():
     torch.nn.init.normal_(rule.rule.mlp[-1].weight, std=0.1)
     topo = mn.task_topology("conv:3", cfg, 64, 10)
     state = mn.init_networks(topo, 2, cfg)
-    torch.manual_seed(2)
-    grown, _ = mn.grow(rule, mn.coded(topo, cfg, None), state, 3)
-    torch.manual_seed(2)
-    ref = state
-    with torch.no_grad():
-        for _ in range(3):
-            ref = rule.step(topo, None, ref)
-    torch.testing.assert_close(grown, ref)
+    grown = assert_grow_is_stepping(rule, topo, state, 3, grow_topo=mn.coded(topo, cfg, None), seed=2)
     x = load_split("digits").x_test[:7]
     assert mn.task_forward(topo, grown, x, cfg.activation).shape == (2, 7, 10)
 

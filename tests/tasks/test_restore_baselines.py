@@ -235,6 +235,23 @@ def test_gate_reads_pooled_maps_and_the_rule_gets_a_hidden_layer():
     assert shipped.gate[0].in_features == 32 * 32 and len(shipped.ca.rule.mlp) == 2  # ReLU, 1x1
 
 
+def test_gate_writes_k_maps_mixed_into_the_channels():
+    """--gate-writes K: the gate's last layer gives K maps g (B, K, L, L), added as s + g^T A with
+    A (K, C); K = 1 keeps the shipped per-channel scale a (C,)."""
+    torch.manual_seed(0)
+    m = _small(gate_writes=3, channels=6).eval()
+    assert m.gate[3].out_features == 3 * 16 and m.gate_scale.shape == (3, 6)
+    s = torch.randn(2, 32, 32, 6)
+    with torch.no_grad():
+        n = m.norm(s)
+        g = m.gate((n @ m.gate_read.weight.T + m.gate_read.bias).permute(0, 3, 1, 2).flatten(1))  # (2, 3, 32, 32)
+        want = n + torch.einsum("bkhw,kc->bhwc", g, m.gate_scale)
+        torch.testing.assert_close(m.after_update(s), want)
+    assert _small().gate_scale.shape == (16,)
+    with pytest.raises(ValueError, match="gate_writes"):
+        _small(gate_writes=0)
+
+
 def test_run_restore_flags_only_for_lattice_models(tmp_path):
     res = CliRunner().invoke(app, ["run", "restore", "--model", "cnn-ae", "--mask-channel", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "apply to hybrid and ca only" in res.output
