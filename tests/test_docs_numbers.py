@@ -181,7 +181,9 @@ CHECKS = [
     ("docs/restore.md", "it leads the hybrid by {derived[equal_lead_db]:.2f} dB and {derived[equal_lead_id]:.3f} of digit-ID"),
     # issue 39's screening table: PSNR and digit-ID of each variant (the plain plain-text row ends)
     *[("docs/restore.md", f"| {{screen[models][{m}][psnr_db]:.2f}} | {{screen[models][{m}][digit_id_accuracy]:.4f}} | "
-                          f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-wide", "mk-g4p2", "mk-clamp", "knn")],
+                          f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-wide", "mk-g4p2", "mk-clamp", "knn",
+                                                                      "mk-w4", "mk-lr3", "mk-w4-lr3", "mk-w4-lr10",
+                                                                      "unet-lr3", "cnn-ae-lr3")],
 ]
 
 

@@ -389,15 +389,16 @@ def test_smoke_keeps_the_commands_and_shrinks_the_sizes(job, plan_module):
 
 def test_restorers_compare_at_equal_batches(plan):
     """Issue 39's comparison: every restorer stage trains from scratch on the same number of pool
-    batches with the same recipe; only the model and its flags differ. Catches: a stage with a
-    different batch count, learning rate or CA-steps range, or one started from a checkpoint."""
+    batches with the same recipe; only the model, its flags and its learning rate (each model's best
+    of the CPU screening: the hybrid 3e-3, the U-Net 1e-3, docs/restore.md) differ. Catches: a stage
+    with a different batch count or CA-steps range, or one started from a checkpoint."""
     restorers = [s.args for s in plan.stages if s.args[:2] == ["run", "restore"]]
     assert len(restorers) == 3
     models = sorted(a[a.index("--model") + 1] for a in restorers)
     assert models == ["cnn-ae", "hybrid", "unet"]
     for a in restorers:
         assert a[a.index("--iterations") + 1] == restorers[0][restorers[0].index("--iterations") + 1]
-        assert not {"--init-model", "--lr", "--steps-min", "--steps-max"} & set(a)
+        assert not {"--init-model", "--steps-min", "--steps-max"} & set(a)
 
 
 def test_a_bench_is_measured_again_until_it_has_compiled_rows(job, tmp_path):
