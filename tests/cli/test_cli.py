@@ -245,6 +245,20 @@ def test_metanca_init_rule_starts_from_saved_weights(tmp_path):
     assert torch.equal(w[:, :-4], a["rule.mlp.0.weight"]) and not w[:, -4:].any()
 
 
+def test_metanca_arch_draw_is_recorded_and_checked(tmp_path, console):
+    # catches: --arch-draw not reaching the Config (the run would draw uniform widths and record
+    # nothing), or an unknown draw accepted
+    res = runner.invoke(app, ["run", "metanca", "--dataset", "iris", "--arch", "4,8,3", "--arch-range", "2,30",
+                              "--arch-draw", "log", "--iterations", "2", "--steps-min", "1", "--steps-max", "1",
+                              "--samples", "2", "--pool-size", "4", "--out", str(tmp_path / "a"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert mn_load(str(tmp_path / "a" / "model.safetensors"))[1].arch_draw == "log"
+    code, _, err = console("run", "metanca", "--arch-range", "2,30", "--arch-draw", "geometric", "--iterations", "1",
+                           "--out", str(tmp_path / "b"), "--device", "cpu")
+    assert code == 2 and "arch_draw must be one of ('uniform', 'log'), not 'geometric'" in err, err
+    assert not (tmp_path / "b").exists()
+
+
 def test_metanca_bad_arch_is_a_clear_error(tmp_path, console):
     code, _, err = console("run", "metanca", "--arch", "4,x,3", "--out", str(tmp_path / "a"))
     assert code == 2 and "--arch must be comma-separated integers, got '4,x,3'" in err and "Traceback" not in err, err

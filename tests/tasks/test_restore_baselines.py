@@ -108,7 +108,9 @@ def _imgs(small_digits, n=200):
 @pytest.mark.parametrize("model,kw", [("unet", {"unet_width": 8}),
                                       ("hybrid", {"mask_channel": True, "keep_visible": True, "pool_size": 32}),
                                       ("hybrid", {"clamp_output": True, "masked_loss": True, "pool_size": 32}),
-                                      ("hybrid", {"gate_reads": 2, "gate_pool": 2, "rule_hidden": 16, "pool_size": 32})])
+                                      ("hybrid", {"gate_reads": 2, "gate_pool": 2, "rule_hidden": 16, "pool_size": 32}),
+                                      ("hybrid", {"mask_channel": True, "keep_visible": True, "gate_writes": 4,
+                                                  "pool_size": 32})])
 def test_tiny_training_lowers_the_loss(tmp_path, small_digits, model, kw):
     imgs, labels = _imgs(small_digits)
     torch.manual_seed(0)
@@ -259,6 +261,9 @@ def test_run_restore_flags_only_for_lattice_models(tmp_path):
     assert res.exit_code != 0 and "mask_min <= mask_max" in res.output
     res = CliRunner().invoke(app, ["run", "restore", "--model", "ca", "--gate-reads", "2", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--gate-reads do not apply to ca" in res.output
+    res = CliRunner().invoke(app, ["run", "restore", "--model", "unet", "--gate-writes", "4", "--gate-hidden", "512",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--gate-writes, --gate-hidden do not apply to unet" in res.output
 
 
 # --- the eval table -------------------------------------------------------------------------
