@@ -54,7 +54,7 @@ STAGES = [
         "share": 0.27,
         "args": ["run", "metanca", "--dataset", "mnist", "--arch", "784,10,10", "--arch", "784,10,10,10",
                  "--arch", "784,10,10,10,10", "--arch", "784,10,10,10,10,10", "--arch-range", "5,300",
-                 "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
+                 "--arch-draw", "log", "--arch-pools", "8", "--layer-code", "role", "--hidden-clip", "2.5", "--lr", "2e-4",
                  "--steps-min", "4", "--steps-max", "8", "--zero-out-prob", "0.2", "{size}"],
         "size": {"full": ["--iterations", "100000", "--samples", "8"],
                  "smoke": ["--iterations", "2", "--samples", "2", "--pool-size", "2"]},
@@ -62,10 +62,11 @@ STAGES = [
         "continue": "rule",
         "rule_if": {"layer_code": "role"},
         "rule_default": "{root}/resume/metanca-depth/model.safetensors",
-        "why": "issue 38's depth curriculum (1-4 hidden layers, widths 5-300, the role layer code) from "
-               "the CPU run's rule (resume/metanca-depth: 2,852 iterations took the depth x width grid "
-               "from median grown / Adam 0.166 to 0.923, worst 0.063 to 0.498; 5-unit layers still "
-               "0.50-0.62 of Adam, its loss still falling); MetaNCA gains most per second on a GPU "
+        "why": "issue 38's depth curriculum (1-4 hidden layers, widths drawn log-uniformly from 5-300, the "
+               "role layer code) from the CPU run's rule (resume/metanca-depth: 2,852 iterations on widths "
+               "5..100 took the depth x width grid from median grown / Adam 0.166 to 0.923; 1,250 more with "
+               "--arch-draw log to 0.946 on widths 5-100, 5-unit layers 0.46-0.86 of Adam, width 300 "
+               "0.894 at depth 1 but 0.18-0.30 deeper); MetaNCA gains most per second on a GPU "
                "(the shipped rule's recipe: 0.036 s per iteration on an H200; this one 2.9 s on a CPU core). Its pools never travel",
     },
     {

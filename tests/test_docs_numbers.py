@@ -39,6 +39,8 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "dwc2": "docs/metanca-arch/depth-width-curriculum2448.json",
     "ac2": "docs/metanca-arch/architectures-curriculum2448.json",
+    "w300": "docs/metanca-arch/depth-width-curriculum2448-w300.json",
+    "dwl": "docs/metanca-arch/depth-width-curriculum-log1250.json",
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
     "cnn": "docs/metanca-arch/cnn-cpu.json",
@@ -60,10 +62,10 @@ def derived(src: dict) -> dict:
     }
 
 
-def dw_row(src: str, depth: int) -> str:
-    """A row of a depth x width table: "| depth | grown / Adam | ..." (4 widths, depth-major)."""
+def dw_row(src: str, depth: int, widths: int = 4) -> str:
+    """A row of a depth x width table: "| depth | grown / Adam | ..." (``widths`` widths, depth-major)."""
     return f"| {depth} | " + " | ".join(f"{{{src}[cells][{i}][mean_accuracy]:.4f}} / {{{src}[cells][{i}][adam_accuracy]:.4f}}"
-                                         for i in range(4 * (depth - 1), 4 * depth)) + " |"
+                                         for i in range(widths * (depth - 1), widths * depth)) + " |"
 
 
 def ds_row(i: int) -> str:
@@ -146,6 +148,11 @@ CHECKS = [
     *[("docs/metanca.md", dw_row(src, d)) for src in ("dws", "dwc", "dwc2") for d in (1, 2, 3, 4)],
     ("docs/metanca.md", "Mean {dwc2[mean_over_cells]:.4f} (at 404 iterations 0.5991), grown / Adam median "
                         "{dwc2[median_ratio]:.3f} (0.774), worst {dwc2[worst_ratio]:.3f} (0.272)"),
+    *[("docs/metanca.md", dw_row("dwl", d, 5)) for d in (1, 2, 3, 4)],
+    ("docs/metanca.md", "JSON `docs/metanca-arch/depth-width-curriculum2448-w300.json`): "
+                        + " / ".join(f"{{w300[cells][{i}][mean_accuracy]:.4f}}" for i in range(4)) + " at depths 1-4"),
+    ("docs/metanca.md", "with the 20 cells, mean {dwl[mean_over_cells]:.4f}, median {dwl[median_ratio]:.3f}, "
+                        "worst {dwl[worst_ratio]:.3f}"),
     ("docs/metanca.md", "it averages {ac2[mean_over_cells]:.4f} (at 341 iterations 0.6942, shipped 0.4331), grown / "
                         "Adam median {ac2[median_ratio]:.3f}, worst {ac2[worst_ratio]:.3f}: [784, 5, 72, 10] "
                         "{ac2[cells][1][mean_accuracy]:.4f}"),
