@@ -35,6 +35,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "restore": PRE + "restore/eval.json",
     "equal": "docs/restore-equal-batches.json",
     "screen": "docs/restore-issue39-screen.json",
+    "w4": "docs/restore-equal-batches-w4.json",
     "dws": "docs/metanca-arch/depth-width-shipped.json",
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "dwc2": "docs/metanca-arch/depth-width-curriculum2448.json",
@@ -186,6 +187,14 @@ CHECKS = [
                         + " | ".join(f"{{equal[damage][models][{m}][accuracy_drop]:.4f}}" for m in ("hybrid", "ca", "cnn-ae", "unet"))
                         + " |"),
     ("docs/restore.md", "it leads the hybrid by {derived[equal_lead_db]:.2f} dB and {derived[equal_lead_id]:.3f} of digit-ID"),
+    # the screened hybrid at 3,000 equal batches: its column of each row
+    *[("docs/restore.md", f"| {row} | {{w4[eval][masks][{k}][hybrid][psnr_db]:.2f}} / "
+                          f"{{w4[eval][masks][{k}][hybrid][digit_id_accuracy]:.4f}} |")
+      for row, k in (("70 % of pixels", "pixels-0.7"), ("50 % of pixels", "pixels-0.5"), ("85 % of pixels", "pixels-0.85"),
+                     ("90 % of pixels", "pixels-0.9"), ("a square of 25 %", "region-0.25"), ("a square of 50 %", "region-0.5"))],
+    ("docs/restore.md", "| 70 %, 2x / 5x the steps | {w4[eval][steps][2x][hybrid][psnr_db]:.2f} / "
+                        "{w4[eval][steps][5x][hybrid][psnr_db]:.2f} dB |"),
+    ("docs/restore.md", "| digit-ID drop under 30 % damage (2,000 digits) | {w4[damage][models][hybrid][accuracy_drop]:.4f} |"),
     # issue 39's screening table: PSNR and digit-ID of each variant (the plain plain-text row ends)
     *[("docs/restore.md", f"| {{screen[models][{m}][psnr_db]:.2f}} | {{screen[models][{m}][digit_id_accuracy]:.4f}} | "
                           f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-wide", "mk-g4p2", "mk-clamp", "knn",
