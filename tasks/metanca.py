@@ -56,10 +56,8 @@ from localrules.train.pool import SamplePool
 from localrules.train.pooled import PooledTask
 
 HIDDEN_CODES = ("index", "random", "relative")
-PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
-
-
 ARCH_DRAWS = ("uniform", "log")  # how --arch-range draws hidden widths
+PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
 
 @dataclass
