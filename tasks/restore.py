@@ -235,10 +235,7 @@ class CARestorer(nn.Module):
             if self.cfg.gate_pool > 1:
                 r = F.avg_pool2d(r, self.cfg.gate_pool)
             g = self.gate(r.flatten(1))  # (B, K, L, L)
-            if self.cfg.gate_writes == 1:
-                s = s + g[:, 0, :, :, None] * self.gate_scale
-            else:
-                s = s + g.permute(0, 2, 3, 1) @ self.gate_scale
+            s = s + g.permute(0, 2, 3, 1) @ self.gate_scale.view(-1, s.shape[-1])  # K = 1: one product per entry
         return s
 
     def run(self, s: torch.Tensor, steps: int, damage_frac: float = 0.0,
