@@ -30,6 +30,9 @@ RAY_HELP = ("Run the cells as Ray tasks, one CPU (or GPU) each: auto (the cluste
 
 LAYER_CODE_HELP = ("Grow with this layer code instead of the rule's own: index, role (input / hidden / output: "
                    "the same at any depth) or relative; see `run metanca --layer-code`.")
+WRAP_HELP = ("Grow an index-coded rule with the wrapped hidden code: hidden neuron i at i mod SPAN, e.g. 100 for a "
+             "rule meta-trained on layers up to 100 wide (the index code on layers up to SPAN wide, codes the rule "
+             "has seen on wider ones); 0: the rule's own code.")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -88,8 +91,8 @@ def run_metanca(
     zero_out_prob: float = option(MN, "zero_out_prob", help="Share of each batch hit by zero-out (a whole layer + 30 % of the rest)."),
     engine: str = option(MN, "engine", help="dense (fast, chain MLPs) or graph (torch-geometric, any DAG)."),
     data_conditioned: bool = option(MN, "data_conditioned", "--data-conditioned", help="Beyond the abstract: the rule also reads neuron activations and errors on a data batch (a learned local learning rule)."),
-    hidden_code: str = option(MN, "hidden_code", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule), random (a random position per neuron drawn when a network is initialised) or relative (neuron i of a layer of n at i * SPAN / n: the same code for the same place in a layer of any width)."),
-    hidden_span: float = option(MN, "hidden_span", help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it). With --hidden-code relative (required there): the range [0, SPAN) every layer's neurons are spread over."),
+    hidden_code: str = option(MN, "hidden_code", help="Positional code of hidden neurons: index (their index in the layer, as the shipped rule), random (a random position per neuron drawn when a network is initialised), relative (neuron i of a layer of n at i * SPAN / n: the same code for the same place in a layer of any width) or wrap (neuron i at i mod SPAN: the index code on layers up to SPAN wide, codes the rule has seen on wider ones)."),
+    hidden_span: float = option(MN, "hidden_span", help="With --hidden-code random: hidden positions drawn from [0, SPAN) (0: the whole code range; 100: the indices the shipped rule saw, to fine-tune it). With --hidden-code relative (required there): the range [0, SPAN) every layer's neurons are spread over. With --hidden-code wrap (required there): the period, the widest layer meta-trained on."),
     hidden_clip: float = option(MN, "hidden_clip", min=0.0, help="Bound every hidden-state channel to [-CLIP, CLIP] after each update (0: unbounded). Unbounded, the stage-3 rule's hidden states keep growing and its grown networks fall apart after about 100 updates; bounded at 2.5 the same weights hold for 500."),
     layer_code: str = option(MN, "layer_code", help="Positional code of a weight's layer: index (the destination layer's index, as the shipped rules: unseen depths read unseen codes), role (from the input / hidden to hidden / into the output: the same at any depth) or relative (2 l / (L - 2), a fraction of the depth); role and relative equal index on two hidden layers."),
     arch_range: Optional[str] = option(MN, "arch_range", to=ints, help="LO,HI: meta-train on hidden widths drawn from LO..HI (as --arch-draw says; depth, inputs and outputs from --arch) instead of the fixed --arch list."),
@@ -243,6 +246,7 @@ def study_heatmap(
     depth: Optional[str] = typer.Option(None, help="Instead of --x / --y: hidden-layer counts, e.g. 1,2,3,4; one cell per depth x --width, every hidden layer that width (needs --width)."),
     width: Optional[str] = typer.Option(None, help="With --depth: hidden-layer widths, e.g. 5,10,30,100."),
     layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
+    wrap: float = typer.Option(0.0, min=0, metavar="SPAN", help=WRAP_HELP),
 ):
     """Architecture generalisation: mean test accuracy of grown [n_in, X, Y, n_out] networks
     (or, with --depth and --width, of [n_in, width x depth, n_out])."""
@@ -264,13 +268,14 @@ def study_heatmap(
         raise typer.BadParameter("the X x Y heatmap grows with the rule's own code; use it with --depth / --width",
                                  param_hint="--layer-code")
     _, cfg, _ = mn.load(checkpoint)
+    _check_wrap(cfg, wrap)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     if depth is not None:
         from localrules.studies.arch_sweep import depth_width
 
         res = depth_width(checkpoint, data, _ints(depth, "--depth"), _ints(width, "--width"), samples, steps,
                           json_out, workers=workers, seed=seed, device=dev, adam_epochs=adam_epochs,
-                          layer_code=layer_code, ray=ray)
+                          layer_code=layer_code, wrap=wrap, ray=ray)
         if png:
             from localrules.viz.plots import plot_depth_width
 
@@ -278,7 +283,7 @@ def study_heatmap(
         _echo_sweep(res, json_out)
         return
     res = heatmap(checkpoint, data, _ints(x, "--x"), _ints(y, "--y"), samples, steps, json_out, workers, seed,
-                  device=dev, adam_epochs=adam_epochs, ray=ray)
+                  device=dev, adam_epochs=adam_epochs, ray=ray, wrap=wrap)
     if png:
         from localrules.viz.plots import plot_heatmap
 
@@ -290,6 +295,15 @@ def study_heatmap(
     if "median_ratio" in res:
         typer.echo(f"{adam_label(adam_epochs)}: mean {res['adam_mean_over_cells']:.4f}; grown / Adam: "
                    f"median {res['median_ratio']:.4f}, worst {res['worst_ratio']:.4f}")
+
+
+def _check_wrap(cfg, wrap: float) -> None:
+    from localrules.studies.metanca_studies import code_overrides
+
+    try:
+        code_overrides(cfg, wrap=wrap)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--wrap") from None
 
 
 def _check_layer_code(code: Optional[str]) -> None:
@@ -328,6 +342,7 @@ def study_architectures(
     steps: int = typer.Option(30, help="Rule updates per grown network."),
     adam_epochs: float = typer.Option(1.0, min=0, help="Gradient-descent baseline: the same architecture trained with Adam for this many epochs (0: skip)."),
     layer_code: Optional[str] = typer.Option(None, help=LAYER_CODE_HELP),
+    wrap: float = typer.Option(0.0, min=0, metavar="SPAN", help=WRAP_HELP),
     json_out: Path = typer.Option(Path("runs/architectures.json"), "--json", help="Results; an existing file with the same settings is resumed."),
     png: Optional[Path] = typer.Option(None, help="Figure: grown against Adam per architecture."),
     workers: int = typer.Option(0, help="CPU worker processes of one thread each (0 or 1: in this process)."),
@@ -349,15 +364,18 @@ def study_architectures(
         raise typer.BadParameter(f"no rule checkpoint at {checkpoint}", param_hint="--checkpoint")
     _check_layer_code(layer_code)
     if arch:
+        if wrap:
+            raise typer.BadParameter("--arch grows with the rule's own code", param_hint="--wrap")
         _study_listed(checkpoint, [_arch(a) for a in arch], samples, steps, adam_epochs, json_out, png, seed,
                       setup(device, threads), data_dir, layer_code, workers, ray)
         return
     archs = random_archs(random, _range(depth_range, "--depth-range"), _range(width_range, "--width-range"), seed)
     dev = setup(device, threads)
     _, cfg, _ = mn.load(checkpoint)
+    _check_wrap(cfg, wrap)
     data = load_split(cfg.dataset, cfg.split_seed, data_dir)
     res = sweep(checkpoint, data, archs, samples, steps, json_out, workers=workers, seed=seed, device=dev,
-                adam_epochs=adam_epochs, layer_code=layer_code, ray=ray,
+                adam_epochs=adam_epochs, layer_code=layer_code, wrap=wrap, ray=ray,
                 extra={"depth_range": list(_range(depth_range, "--depth-range")),
                        "width_range": list(_range(width_range, "--width-range"))})
     if png:

@@ -92,6 +92,7 @@ def run_restore(
     gate_pool: int = option(RS, "gate_pool", min=1, help="hybrid: the gate reads its maps average-pooled by this factor (a divisor of the lattice side, 32)."),
     gate_writes: int = option(RS, "gate_writes", min=1, help="hybrid: maps the gate writes, each mixed into every state channel by a learned K x C matrix (1 as shipped: one map, scaled per channel)."),
     gate_hidden: int = option(RS, "gate_hidden", min=1, help="hybrid: hidden units of the gate MLP (1024 as shipped)."),
+    dropout: float = option(RS, "dropout", min=0, max=0.99, help="hybrid: dropout on the gate's hidden units in training (0.5 as shipped)."),
     steps_min: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_min"], min=1, help="Fewest CA steps per batch (default: the recipe's, 8 for pool; --resume keeps the run's)."),
     steps_max: Optional[int] = typer.Option(CLI_DEFAULTS["restore"]["steps_max"], min=1, help="Most CA steps per batch (default: the recipe's, 16 for pool; --resume keeps the run's); more steps train the restored digit to stay put for longer runs."),
     init_model: Optional[Path] = typer.Option(None, help="Start from this checkpoint's weights (fresh pool and optimizer), e.g. to fine-tune a shipped plain-recipe model with the pool recipe: localrules/pretrained/restore/MODEL/model.safetensors; the same --model."),
@@ -130,7 +131,7 @@ def run_restore(
                                  f"apply to hybrid and ca only, not {model.value}")
     fixed |= {k: v for k, v in flags.items() if v} | ({"masked_loss": True} if masked_loss else {})
     arch = {"channels": channels, "rule_hidden": rule_hidden, "gate_reads": gate_reads, "gate_pool": gate_pool,
-            "gate_writes": gate_writes, "gate_hidden": gate_hidden}
+            "gate_writes": gate_writes, "gate_hidden": gate_hidden, "dropout": dropout}
     changed = {k: v for k, v in arch.items() if v != default(RS, k)}  # the shipped hybrid's: Config's defaults
     only = {"channels", "rule_hidden"} if model.value == "ca" else set(arch)
     if changed and (model.value not in rs.LATTICE_MODELS or set(changed) - only):

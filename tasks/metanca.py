@@ -46,7 +46,8 @@ from localrules.core import NCA, Rule
 from localrules.core.data_signals import ACTIVATIONS, SIGNALS, DataConditioned, forward_layers
 from localrules.core.convgraph import ConvNet, image_shape, is_conv_arch, parse_conv_arch
 from localrules.core.nca import ClampHidden
-from localrules.core.neuron_code import LAYER_CODES, NeuronCode, neuron_positions, random_positions, relative_positions
+from localrules.core.neuron_code import (LAYER_CODES, NeuronCode, neuron_positions, random_positions, relative_positions,
+                                         wrapped_positions)
 from localrules.core.weightgraph import DenseLayers, WeightGraph
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
@@ -55,7 +56,7 @@ from localrules.train.perturb import zero_out
 from localrules.train.pool import SamplePool
 from localrules.train.pooled import PooledTask
 
-HIDDEN_CODES = ("index", "random", "relative")
+HIDDEN_CODES = ("index", "random", "relative", "wrap")
 ARCH_DRAWS = ("uniform", "log")  # how --arch-range draws hidden widths
 PRETRAINED_PATH = Path(str(resources.files("localrules") / "pretrained" / "metanca-mnist.safetensors"))
 
@@ -79,8 +80,8 @@ class Config:
     split_seed: int = 0
     engine: str = "dense"  # dense (fast, chain MLPs) | graph (PyG, any DAG)
     data_conditioned: bool = False  # perception also holds neuron activations and errors
-    hidden_code: str = "index"  # index | random (a random position per network) | relative (i * span / width)
-    hidden_span: float = 0.0  # random: positions drawn from [0, hidden_span) (0 = the whole code range); relative: required
+    hidden_code: str = "index"  # index | random (a random position per network) | relative (i * span / width) | wrap (i mod span)
+    hidden_span: float = 0.0  # random: positions drawn from [0, hidden_span) (0 = the whole code range); relative, wrap: required
     arch_range: tuple[int, ...] = ()  # (lo, hi): meta-train on hidden widths drawn from lo..hi
     arch_pools: int = 4  # with arch_range and pooling: pools of random architectures kept at once
     arch_redraw: float = 0.05  # with arch_range and pooling: chance per iteration to redraw the drawn pool
@@ -117,8 +118,8 @@ class Config:
             raise ValueError(f"arch_range must be (lo, hi) with 1 <= lo <= hi, not {self.arch_range}")
         if self.hidden_span < 0:
             raise ValueError("hidden_span must be >= 0")
-        if self.hidden_code == "relative" and not self.hidden_span:
-            raise ValueError("hidden_code 'relative' needs hidden_span > 0: the positions i * span / width fill [0, span)")
+        if self.hidden_code in ("relative", "wrap") and not self.hidden_span:
+            raise ValueError(f"hidden_code {self.hidden_code!r} needs hidden_span > 0: the hidden positions fill [0, span)")
         if self.hidden_clip < 0:
             raise ValueError("hidden_clip must be >= 0 (0: unbounded hidden states)")
         if self.layer_code not in LAYER_CODES:
@@ -220,14 +221,16 @@ def conditioned(topo, cfg: "Config", x: torch.Tensor, y: torch.Tensor):
 
 def coded(topo, cfg: "Config", positions: torch.Tensor | None):
     """The topology the rule runs on for S networks: with ``cfg.hidden_code == "random"`` their
-    own neuron positions (S, nodes), with "relative" the positions i * span / width shared by all
-    (see localrules.core.neuron_code), else the shared index code; the layer part by
+    own neuron positions (S, nodes), with "relative" the positions i * span / width shared by all,
+    with "wrap" i mod span (see localrules.core.neuron_code), else the shared index code; the layer part by
     ``cfg.layer_code`` (index, role or relative: :func:`localrules.core.neuron_code.layer_positions`).
     A conv network carries its own (relative, role) code."""
     if isinstance(topo, ConvNet):
         return topo
     if cfg.hidden_code == "relative":
         return NeuronCode(topo, relative_positions(topo, cfg.hidden_span)[None], cfg.layer_code)
+    if cfg.hidden_code == "wrap":
+        return NeuronCode(topo, wrapped_positions(topo, cfg.hidden_span)[None], cfg.layer_code)
     if cfg.hidden_code == "random":
         return NeuronCode(topo, positions, cfg.layer_code)
     return topo if cfg.layer_code == "index" else NeuronCode(topo, neuron_positions(topo)[None], cfg.layer_code)

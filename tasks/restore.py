@@ -112,7 +112,7 @@ class Config:
     def validate(self) -> "Config":
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, not {self.model!r}")
-        for name in ("mask_min", "mask_max", "region_share", "region_min", "region_max", "fresh_share",
+        for name in ("mask_min", "mask_max", "region_share", "region_min", "region_max", "fresh_share", "dropout",
                      "remask_share", "damage_share", "damage_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")

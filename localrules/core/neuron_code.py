@@ -13,6 +13,10 @@ or, for the relative code (:func:`relative_positions`), deterministic and the sa
 
     q_n = i * span / n                 hidden neuron i of a layer of n neurons
 
+or, for the wrapped code (:func:`wrapped_positions`), the index code read modulo the span,
+
+    q_n = i mod span                   hidden neuron i of any layer (span: the widest layer meta-trained on)
+
 and a weight from neuron j into neuron i of layer l + 1 gets c = [F(q_j), F(q_i), F(l)]
 (F = octave :func:`fourier` features of real positions; (S, cells, 3 dim) for S networks). A
 hidden neuron's code is then a random point with the same distribution in every width: what the
@@ -20,7 +24,9 @@ rule reads about it depends on neither the layer's width nor an index. With ever
 to its index, c equals the index code (tests hold them equal). Under the relative code a hidden
 neuron is named by where it sits in its layer, a fraction of the layer: the same neuron of a
 layer twice as wide gets the same code, every width maps into [0, span), and a layer of exactly
-span neurons keeps the index code.
+span neurons keeps the index code. The wrapped code equals the index code on every layer of
+at most span neurons (so a rule trained with the index code reads it unchanged there) and gives
+the neurons of a wider layer codes it has seen, each shared by ceil(n / span) neurons.
 
 The layer part F(l) may also be depth-independent (:func:`layer_positions`): the index code
 names the destination layer by its index l = 0, 1, ..., so a rule meta-trained on two hidden
@@ -74,6 +80,14 @@ def relative_positions(topo, span: float) -> torch.Tensor:
     for l in range(1, len(topo.sizes) - 1):
         n = off[l + 1] - off[l]
         q[off[l] : off[l + 1]] = torch.arange(n, dtype=torch.float) * (span / n)
+    return q
+
+
+def wrapped_positions(topo, span: float) -> torch.Tensor:
+    """(nodes,): :func:`neuron_positions` with hidden neuron i of any layer at i mod span."""
+    q = neuron_positions(topo)
+    hidden = hidden_neurons(topo)
+    q[hidden] = torch.remainder(q[hidden], span)
     return q
 
 

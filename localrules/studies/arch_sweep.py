@@ -12,7 +12,9 @@ that width (``study heatmap --depth --width``), and :func:`random_archs`, depths
 widths drawn at random (``study architectures --random``). The JSON is written cell by cell and
 resumes where it stopped, as the X x Y heatmap's. ``layer_code`` (None: the rule's own) grows
 with another layer code (localrules.core.neuron_code.layer_positions), e.g. ``role`` for depths
-the index code never named.
+the index code never named; ``wrap`` > 0 with the wrapped hidden code (hidden neuron i at
+i mod wrap, localrules.core.neuron_code.wrapped_positions), e.g. 100 for widths past a rule's
+widest trained layer of 100.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
 from localrules.studies.adam_baseline import train_adam
-from localrules.studies.metanca_studies import finished_cells, grow_accuracy
+from localrules.studies.metanca_studies import code_overrides, finished_cells, grow_accuracy
 from localrules.tasks import metanca as mn
 
 
@@ -69,11 +71,11 @@ def in_training(cfg: mn.Config, sizes) -> bool:
 
 def arch_cell(args) -> dict:
     """One architecture: grown (and Adam) test accuracy. args = (checkpoint, data, hidden, samples,
-    steps, seed, device, adam_epochs, layer_code)."""
-    checkpoint, data, hidden, samples, steps, seed, device, adam_epochs, layer_code = args
+    steps, seed, device, adam_epochs, codes); codes: :func:`code_overrides`."""
+    checkpoint, data, hidden, samples, steps, seed, device, adam_epochs, codes = args
     rule, cfg, _ = mn.load(checkpoint, device)
-    if layer_code:
-        cfg = replace(cfg, layer_code=layer_code).validate()
+    if codes:
+        cfg = replace(cfg, **codes).validate()
     sizes = (data.n_features, *hidden, data.n_classes)
     acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
     cell = {"hidden": list(hidden), "depth": len(hidden), "mean_accuracy": acc.mean().item(),
@@ -108,15 +110,17 @@ def summary(cells: list[dict]) -> dict:
 
 def sweep(checkpoint, data: Split, archs, samples: int, steps: int, json_path, workers: int = 0, seed: int = 0,
           progress: bool = True, device="cpu", adam_epochs: float = 0.0, layer_code: str | None = None,
-          ray: str | None = None, mode: str = "architectures", extra: dict | None = None) -> dict:
+          wrap: float = 0.0, ray: str | None = None, mode: str = "architectures", extra: dict | None = None) -> dict:
     """Grow ``samples`` networks for every hidden-width tuple in ``archs``; resumable through
     ``json_path`` (cells of the same settings are kept); ``workers`` / ``ray`` as
     :func:`localrules.studies.metanca_studies.heatmap`. -> the JSON written: settings, ``cells``
     in the order of ``archs`` (each with ``in_training``) and :func:`summary`."""
     _, cfg, _ = mn.load(checkpoint)
-    code = layer_code or cfg.layer_code
+    codes = code_overrides(cfg, layer_code, wrap)
     key = {"checkpoint": str(checkpoint), "mode": mode, "samples": samples, "steps": steps, "seed": seed,
-           "split_seed": data.seed, "adam_epochs": adam_epochs, "layer_code": code}
+           "split_seed": data.seed, "adam_epochs": adam_epochs, "layer_code": layer_code or cfg.layer_code}
+    if wrap:  # absent otherwise, so sweeps written before the wrapped code still resume
+        key["wrap"] = float(wrap)
     path = Path(json_path)
     done: dict = {}
     if path.is_file():
@@ -141,7 +145,7 @@ def sweep(checkpoint, data: Split, archs, samples: int, steps: int, json_path, w
         os.replace(tmp, path)
         return out
 
-    jobs = [(str(checkpoint), data, a, samples, steps, seed, str(device), adam_epochs, layer_code) for a in todo]
+    jobs = [(str(checkpoint), data, a, samples, steps, seed, str(device), adam_epochs, codes) for a in todo]
     bar = progress_bar(total=len(archs), initial=len(archs) - len(todo), disable=not progress, desc=mode)
     for c in finished_cells(arch_cell, jobs, workers, ray, device):
         done[tuple(c["hidden"])] = c

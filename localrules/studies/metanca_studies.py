@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -73,9 +74,22 @@ def finished_cells(cell, jobs, workers: int = 0, ray: str | None = None, device=
         yield from map(cell, jobs)
 
 
+def code_overrides(cfg: mn.Config, layer_code: str | None = None, wrap: float = 0.0) -> dict:
+    """The rule's config fields a study replaces: {} or layer_code, hidden_code 'wrap' and hidden_span.
+    The wrapped code reads an index-coded rule's own codes on layers up to ``wrap`` wide."""
+    out = {"layer_code": layer_code} if layer_code else {}
+    if wrap:
+        if cfg.hidden_code not in ("index", "wrap"):
+            raise ValueError(f"the wrapped code reads index-coded rules; this rule's hidden code is {cfg.hidden_code!r}")
+        out |= {"hidden_code": "wrap", "hidden_span": float(wrap)}
+    return out
+
+
 def _heatmap_cell(args):
-    checkpoint, data, x, y, samples, steps, seed, device, adam_epochs = args
+    checkpoint, data, x, y, samples, steps, seed, device, adam_epochs, codes = args
     rule, cfg, _ = mn.load(checkpoint, device)
+    if codes:
+        cfg = replace(cfg, **codes).validate()
     sizes = (data.n_features, x, y, data.n_classes)
     acc = grow_accuracy(rule, cfg, sizes, data, samples, steps, seed)
     cell = {"x": x, "y": y, "mean_accuracy": acc.mean().item(), "std": acc.std().item() if samples > 1 else 0.0}
@@ -87,12 +101,13 @@ def _heatmap_cell(args):
 
 def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path, workers: int = 0,
             seed: int = 0, progress: bool = True, device="cpu", adam_epochs: float = 0.0,
-            ray: str | None = None) -> dict:
+            ray: str | None = None, wrap: float = 0.0) -> dict:
     """Grow ``samples`` networks for every [n_in, X, Y, n_out]; resumable through ``json_path``.
     ``workers`` > 1 runs cells in that many one-thread CPU processes; ``ray`` (auto or an address)
     runs them as Ray tasks instead (localrules.studies.ray_cells), one CPU or GPU each. ``adam_epochs`` > 0 also
     trains each cell's architecture with Adam for that many epochs (batch 128, lr 1e-3; see
-    localrules.studies.adam_baseline): per cell ``adam_accuracy`` and ``ratio`` = grown / Adam."""
+    localrules.studies.adam_baseline): per cell ``adam_accuracy`` and ``ratio`` = grown / Adam.
+    ``wrap`` > 0 grows with the wrapped hidden code (:func:`code_overrides`)."""
     if workers > 1 and torch.device(device).type != "cpu":
         raise ValueError("worker processes are for the CPU; on a GPU one process grows every cell")
     _, cfg, _ = mn.load(checkpoint)
@@ -101,6 +116,9 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
            "split_seed": data.seed}
     if adam_epochs > 0:  # absent otherwise, so heatmaps written before the baseline still resume
         key["adam_epochs"] = adam_epochs
+    codes = code_overrides(cfg, wrap=wrap)
+    if wrap:  # likewise
+        key["wrap"] = float(wrap)
     path = Path(json_path)
     done = {}
     if path.is_file():
@@ -129,7 +147,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
         os.replace(tmp, path)
         return out
 
-    jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs) for x, y in todo]
+    jobs = [(str(checkpoint), data, x, y, samples, steps, seed, str(device), adam_epochs, codes) for x, y in todo]
     bar = progress_bar(total=len(grid), initial=len(grid) - len(todo), disable=not progress, desc="heatmap")
     for c in finished_cells(_heatmap_cell, jobs, workers, ray, device):
         done[(c["x"], c["y"])] = c

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from localrules.core.neuron_code import (LAYER_CODES, NeuronCode, layer_positions, network_code, neuron_positions,
-                                         relative_positions)
+                                         relative_positions, wrapped_positions)
 from localrules.core.weightgraph import DenseLayers, WeightGraph, positional_code
 from localrules.tasks import metanca as mn
 
@@ -76,7 +76,7 @@ def test_hidden_codes_of_any_width_do_not_depend_on_the_widest_layer(width):
 
 
 @pytest.mark.parametrize("layer_code", LAYER_CODES)
-@pytest.mark.parametrize("hidden_code,span", [("index", 0.0), ("relative", 10.0), ("random", 100.0)])
+@pytest.mark.parametrize("hidden_code,span", [("index", 0.0), ("relative", 10.0), ("random", 100.0), ("wrap", 4.0)])
 def test_coded_topologies_of_any_depth_run_the_rule(layer_code, hidden_code, span):
     cfg = mn.Config(archs=((4, 16, 3),), hidden_code=hidden_code, hidden_span=span, layer_code=layer_code).validate()
     rule = mn.build_rule(cfg)
@@ -85,6 +85,21 @@ def test_coded_topologies_of_any_depth_run_the_rule(layer_code, hidden_code, spa
         state = mn.init_networks(topo, 2, cfg)
         out, _ = mn.grow(rule, mn.coded(topo, cfg, mn.new_positions(topo, 2, cfg)), state, 2)
         assert out.shape == state.shape and torch.isfinite(out).all()
+
+
+def test_wrapped_code_is_the_index_code_up_to_span_and_wraps_beyond():
+    topo = DenseLayers([6, 10, 25, 3])
+    q, index = wrapped_positions(topo, 10.0), neuron_positions(topo)
+    off = topo.layer_offset
+    assert torch.equal(q[: off[2]], index[: off[2]])  # inputs and a layer of span neurons: their indices
+    assert torch.equal(q[off[2] : off[3]], torch.arange(25.0) % 10)  # a wider layer: i mod span
+    assert torch.equal(q[off[3] :], index[off[3] :])  # output classes and bias neurons keep theirs
+    # on layers no wider than the span the rule reads exactly the index code it was trained with
+    narrow = DenseLayers([6, 10, 7, 3])
+    cfg = mn.Config(archs=((6, 10, 7, 3),), hidden_code="wrap", hidden_span=10.0).validate()
+    torch.testing.assert_close(mn.coded(narrow, cfg, None).cell_code(60)[0], positional_code(narrow, 20))
+    with pytest.raises(ValueError, match="hidden_span"):
+        mn.Config(hidden_code="wrap").validate()
 
 
 def test_bad_layer_code_is_refused():

@@ -264,6 +264,15 @@ def test_run_restore_flags_only_for_lattice_models(tmp_path):
     res = CliRunner().invoke(app, ["run", "restore", "--model", "unet", "--gate-writes", "4", "--gate-hidden", "512",
                                    "--out", str(tmp_path)])
     assert res.exit_code != 0 and "--gate-writes, --gate-hidden do not apply to unet" in res.output
+    res = CliRunner().invoke(app, ["run", "restore", "--model", "ca", "--dropout", "0", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--dropout do not apply to ca" in res.output
+
+
+def test_gate_dropout_is_configurable():
+    """--dropout sets the gate's dropout (0.5 as shipped); outside [0, 1] is refused."""
+    assert _small().gate[2].p == 0.5 and _small(dropout=0.0).gate[2].p == 0.0
+    with pytest.raises(ValueError, match="dropout must be in"):
+        rs.Config(dropout=1.5).validate()
 
 
 # --- the eval table -------------------------------------------------------------------------
