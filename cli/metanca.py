@@ -298,10 +298,10 @@ def study_heatmap(
 
 
 def _check_wrap(cfg, wrap: float) -> None:
-    from localrules.studies.metanca_studies import code_overrides
+    from localrules.tasks import metanca as mn
 
     try:
-        code_overrides(cfg, wrap=wrap)
+        mn.code_overrides(cfg, wrap=wrap)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--wrap") from None
 

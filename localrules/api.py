@@ -56,10 +56,14 @@ def classify(model: NCA, digits, steps: int = 200, noise: float | None = None, s
     return torch.where(px[..., 0] > ALIVE_THRESHOLD, labels, -1)
 
 
-def load_rule(path: str | Path | None = None, device: str | torch.device = "cpu") -> NCA:
+def load_rule(path: str | Path | None = None, device: str | torch.device = "cpu", wrap: float = 0.0) -> NCA:
     """A MetaNCA rule: a checkpoint path, or a shipped rule by name ("metanca-mnist", the default;
     "metanca-mnist-dc"; "metanca-mnist-relative", for hidden layers wider than 100). Its Config
-    is ``rule.cfg``."""
+    is ``rule.cfg``. ``wrap`` > 0 grows an index-coded rule with the wrapped hidden code, hidden
+    neuron i at i mod wrap: the rule's own code on layers up to ``wrap`` wide, codes it has seen on
+    wider ones (``wrap=100`` for the shipped rules, meta-trained on layers up to 100)."""
+    from dataclasses import replace
+
     from localrules.tasks import metanca as mn
 
     path = Path(path or mn.PRETRAINED_PATH)
@@ -70,7 +74,7 @@ def load_rule(path: str | Path | None = None, device: str | torch.device = "cpu"
             raise FileNotFoundError(f"no rule file {path} and no shipped rule of that name; shipped: {', '.join(names)}")
         path = shipped
     rule, cfg, _ = mn.load(path, device)
-    rule.cfg = cfg
+    rule.cfg = replace(cfg, **mn.code_overrides(cfg, wrap=wrap)).validate()
     return rule
 
 

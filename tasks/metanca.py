@@ -236,6 +236,18 @@ def coded(topo, cfg: "Config", positions: torch.Tensor | None):
     return topo if cfg.layer_code == "index" else NeuronCode(topo, neuron_positions(topo)[None], cfg.layer_code)
 
 
+def code_overrides(cfg: Config, layer_code: str | None = None, wrap: float = 0.0) -> dict:
+    """The config fields that grow a rule with another code (studies, `load_rule(wrap=)`): {} or layer_code,
+    hidden_code 'wrap' and hidden_span.
+    The wrapped code reads an index-coded rule's own codes on layers up to ``wrap`` wide."""
+    out = {"layer_code": layer_code} if layer_code else {}
+    if wrap:
+        if cfg.hidden_code not in ("index", "wrap"):
+            raise ValueError(f"the wrapped code reads index-coded rules; this rule's hidden code is {cfg.hidden_code!r}")
+        out |= {"hidden_code": "wrap", "hidden_span": float(wrap)}
+    return out
+
+
 def new_positions(topo, samples: int, cfg: "Config", device=None) -> torch.Tensor | None:
     """(samples, nodes) random hidden-neuron positions for new networks; None for the index code."""
     if cfg.hidden_code != "random":

@@ -81,5 +81,9 @@ def test_shipped_rules_load_by_name():
     assert lr.load_rule("metanca-mnist-relative").cfg.hidden_code == "relative"
     assert lr.load_rule("metanca-mnist-dc").cfg.data_conditioned
     assert lr.load_rule("metanca-mnist").cfg == lr.load_rule().cfg
+    wrapped = lr.load_rule(wrap=100).cfg
+    assert (wrapped.hidden_code, wrapped.hidden_span) == ("wrap", 100.0) and lr.load_rule().cfg.hidden_code == "index"
+    with pytest.raises(ValueError, match="index-coded"):
+        lr.load_rule("metanca-mnist-relative", wrap=100)
     with pytest.raises(FileNotFoundError, match="shipped: metanca-mnist, metanca-mnist-dc, metanca-mnist-relative"):
         lr.load_rule("metanca-nope")

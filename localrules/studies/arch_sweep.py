@@ -30,7 +30,7 @@ import torch
 from localrules.data.tabular import Split
 from localrules.progress import bar as progress_bar
 from localrules.studies.adam_baseline import train_adam
-from localrules.studies.metanca_studies import code_overrides, finished_cells, grow_accuracy
+from localrules.studies.metanca_studies import finished_cells, grow_accuracy
 from localrules.tasks import metanca as mn
 
 
@@ -71,7 +71,7 @@ def in_training(cfg: mn.Config, sizes) -> bool:
 
 def arch_cell(args) -> dict:
     """One architecture: grown (and Adam) test accuracy. args = (checkpoint, data, hidden, samples,
-    steps, seed, device, adam_epochs, codes); codes: :func:`code_overrides`."""
+    steps, seed, device, adam_epochs, codes); codes: :func:`localrules.tasks.metanca.code_overrides`."""
     checkpoint, data, hidden, samples, steps, seed, device, adam_epochs, codes = args
     rule, cfg, _ = mn.load(checkpoint, device)
     if codes:
@@ -116,7 +116,7 @@ def sweep(checkpoint, data: Split, archs, samples: int, steps: int, json_path, w
     :func:`localrules.studies.metanca_studies.heatmap`. -> the JSON written: settings, ``cells``
     in the order of ``archs`` (each with ``in_training``) and :func:`summary`."""
     _, cfg, _ = mn.load(checkpoint)
-    codes = code_overrides(cfg, layer_code, wrap)
+    codes = mn.code_overrides(cfg, layer_code, wrap)
     key = {"checkpoint": str(checkpoint), "mode": mode, "samples": samples, "steps": steps, "seed": seed,
            "split_seed": data.seed, "adam_epochs": adam_epochs, "layer_code": layer_code or cfg.layer_code}
     if wrap:  # absent otherwise, so sweeps written before the wrapped code still resume

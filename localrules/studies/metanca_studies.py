@@ -74,17 +74,6 @@ def finished_cells(cell, jobs, workers: int = 0, ray: str | None = None, device=
         yield from map(cell, jobs)
 
 
-def code_overrides(cfg: mn.Config, layer_code: str | None = None, wrap: float = 0.0) -> dict:
-    """The rule's config fields a study replaces: {} or layer_code, hidden_code 'wrap' and hidden_span.
-    The wrapped code reads an index-coded rule's own codes on layers up to ``wrap`` wide."""
-    out = {"layer_code": layer_code} if layer_code else {}
-    if wrap:
-        if cfg.hidden_code not in ("index", "wrap"):
-            raise ValueError(f"the wrapped code reads index-coded rules; this rule's hidden code is {cfg.hidden_code!r}")
-        out |= {"hidden_code": "wrap", "hidden_span": float(wrap)}
-    return out
-
-
 def _heatmap_cell(args):
     checkpoint, data, x, y, samples, steps, seed, device, adam_epochs, codes = args
     rule, cfg, _ = mn.load(checkpoint, device)
@@ -107,7 +96,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
     runs them as Ray tasks instead (localrules.studies.ray_cells), one CPU or GPU each. ``adam_epochs`` > 0 also
     trains each cell's architecture with Adam for that many epochs (batch 128, lr 1e-3; see
     localrules.studies.adam_baseline): per cell ``adam_accuracy`` and ``ratio`` = grown / Adam.
-    ``wrap`` > 0 grows with the wrapped hidden code (:func:`code_overrides`)."""
+    ``wrap`` > 0 grows with the wrapped hidden code (:func:`localrules.tasks.metanca.code_overrides`)."""
     if workers > 1 and torch.device(device).type != "cpu":
         raise ValueError("worker processes are for the CPU; on a GPU one process grows every cell")
     _, cfg, _ = mn.load(checkpoint)
@@ -116,7 +105,7 @@ def heatmap(checkpoint, data: Split, xs, ys, samples: int, steps: int, json_path
            "split_seed": data.seed}
     if adam_epochs > 0:  # absent otherwise, so heatmaps written before the baseline still resume
         key["adam_epochs"] = adam_epochs
-    codes = code_overrides(cfg, wrap=wrap)
+    codes = mn.code_overrides(cfg, wrap=wrap)
     if wrap:  # likewise
         key["wrap"] = float(wrap)
     path = Path(json_path)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from localrules.cli.main import app
 from localrules.data.tabular import load_split
 from localrules.studies.arch_sweep import depth_width, depth_width_archs, in_training, random_archs, sweep
-from localrules.studies.metanca_studies import code_overrides, heatmap
+from localrules.studies.metanca_studies import heatmap
 from localrules.tasks import metanca as mn
 
 runner = CliRunner()
@@ -64,7 +64,7 @@ def test_wrap_reads_the_rule_own_code_up_to_span_and_is_recorded(rule, tmp_path)
     plain = heatmap(rule, data, [3], [4], 2, 2, tmp_path / "xy0.json", progress=False)
     assert xy["wrap"] == 6.0 and "wrap" not in plain and xy["cells"] == plain["cells"]
     with pytest.raises(ValueError, match="index-coded"):
-        code_overrides(mn.Config(hidden_code="relative", hidden_span=10.0), wrap=100)
+        mn.code_overrides(mn.Config(hidden_code="relative", hidden_span=10.0), wrap=100)
     r = runner.invoke(app, ["study", "architectures", "--checkpoint", str(rule), "--arch", "4,3,3", "--wrap", "6",
                             "--json", str(tmp_path / "x.json")])
     assert r.exit_code != 0 and "--wrap" in r.output
