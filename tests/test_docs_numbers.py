@@ -15,6 +15,7 @@ asserts that the filled text occurs on the page, word for word; line breaks coun
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "ac2": "docs/metanca-arch/architectures-curriculum2448.json",
     "w300": "docs/metanca-arch/depth-width-curriculum2448-w300.json",
     "dwl": "docs/metanca-arch/depth-width-curriculum-log1250.json",
+    "dwlw": "docs/metanca-arch/depth-width-curriculum-log1250-w300-wrap100.json",
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
     "cnn": "docs/metanca-arch/cnn-cpu.json",
@@ -78,7 +80,12 @@ def derived(src: dict) -> dict:
     """Figures the pages quote that are computed from the JSON files, not stored in them."""
     wide = [c for c in src["wide"]["cells"] if max(c["x"], c["y"]) > 100 and min(c["x"], c["y"]) >= 10]
     eq = src["equal"]["eval"]["models"]
+    # the depth rule's grid with its 300 column grown with the wrapped code (widths up to 100 read the index code)
+    wrapped_grid = [c for c in src["dwl"]["cells"] if c["width"] != 300] + src["dwlw"]["cells"]
+    ratios = {k: sorted(c["ratio"] for c in wrapped_grid if c["width"] >= lo) for k, lo in (("w10", 10), ("all", 1))}
     return {
+        **{f"grid_{k}": {"median": statistics.median(r), "worst": r[0], "n95": sum(v >= 0.95 for v in r)}
+           for k, r in ratios.items()},
         **{f"groups_{k}": wide_groups(src[k]) for k in ("wide", "wwrap", "windex")},
         "wide_cells": len(wide),  # cells with a layer wider than 100 and none narrower than 10
         "wide_mean": sum(c["mean_accuracy"] for c in wide) / len(wide),
@@ -167,6 +174,11 @@ CHECKS = [
                         "narrower than 10) it averages {derived[groups_wwrap][wide][mean]:.4f}, where the relative rule, "
                         "trained for such widths, averages {derived[wide_mean]:.4f} and the default rule with its own "
                         "index code {derived[groups_windex][wide][mean]:.4f}"),
+    ("docs/metanca.md", "at depths 1-4, " + " / ".join(f"{{dwlw[cells][{i}][ratio]:.3f}}" for i in range(4)) + " of Adam"),
+    ("docs/metanca.md", " / ".join(f"{{dwlw[cells][{i}][mean_accuracy]:.4f}}" for i in range(4)) + " at depths 1-4"),
+    ("docs/metanca.md", "widths 10-300 (the issue's grid, 16 cells) median grown / Adam {derived[grid_w10][median]:.3f}, "
+                        "worst {derived[grid_w10][worst]:.3f} (depth 4 width 30), {derived[grid_w10][n95]} cells >= 0.95; "
+                        "with width 5, 20 cells, median {derived[grid_all][median]:.3f}, worst {derived[grid_all][worst]:.3f}"),
     ("docs/metanca.md", "| default rule, wrapped code (`--wrap 100`) " + wide_row("groups_wwrap")),
     ("docs/metanca.md", "| default rule, index code (its own) " + wide_row("groups_windex")),
     ("docs/metanca.md", "| relative rule (`metanca-mnist-relative`) " + wide_row("groups_wide")),
