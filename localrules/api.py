@@ -58,10 +58,11 @@ def classify(model: NCA, digits, steps: int = 200, noise: float | None = None, s
 
 def load_rule(path: str | Path | None = None, device: str | torch.device = "cpu", wrap: float = 0.0) -> NCA:
     """A MetaNCA rule: a checkpoint path, or a shipped rule by name ("metanca-mnist", the default;
-    "metanca-mnist-dc"; "metanca-mnist-relative", for hidden layers wider than 100). Its Config
-    is ``rule.cfg``. ``wrap`` > 0 grows an index-coded rule with the wrapped hidden code, hidden
+    "metanca-mnist-dc"; "metanca-mnist-relative", the size-independent code). Its Config is
+    ``rule.cfg``. ``wrap`` > 0 grows an index-coded rule with the wrapped hidden code, hidden
     neuron i at i mod wrap: the rule's own code on layers up to ``wrap`` wide, codes it has seen on
-    wider ones (``wrap=100`` for the shipped rules, meta-trained on layers up to 100)."""
+    wider ones (``wrap=100`` for the shipped rules, meta-trained on layers up to 100: the best
+    way to grow wider layers, docs/metanca.md)."""
     from dataclasses import replace
 
     from localrules.tasks import metanca as mn
