@@ -47,6 +47,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "dwl": "docs/metanca-arch/depth-width-curriculum-log1250.json",
     "dwlw": "docs/metanca-arch/depth-width-curriculum-log1250-w300-wrap100.json",
     "dsw": "docs/metanca-arch/depth-width-shipped-wrap100.json",
+    "dwf": "docs/metanca-arch/depth-width-curriculum-log1777-wrap100.json",
     "dsi": "docs/metanca-arch/depth-width-shipped-w300-400.json",
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
@@ -85,6 +86,7 @@ def derived(src: dict) -> dict:
     # the depth rule's grid with its 300 column grown with the wrapped code (widths up to 100 read the index code)
     wrapped_grid = [c for c in src["dwl"]["cells"] if c["width"] != 300] + src["dwlw"]["cells"]
     ratios = {k: sorted(c["ratio"] for c in wrapped_grid if c["width"] >= lo) for k, lo in (("w10", 10), ("all", 1))}
+    ratios["final_w10"] = sorted(c["ratio"] for c in src["dwf"]["cells"] if c["width"] >= 10)
     return {
         **{f"grid_{k}": {"median": statistics.median(r), "worst": r[0], "n95": sum(v >= 0.95 for v in r)}
            for k, r in ratios.items()},
@@ -184,6 +186,13 @@ CHECKS = [
     ("docs/metanca.md", "grow to {dsw[cells][0][mean_accuracy]:.4f} and {dsw[cells][1][mean_accuracy]:.4f}, "
                         "{dsw[cells][0][ratio]:.3f} and {dsw[cells][1][ratio]:.3f} of one Adam epoch (index code, the "
                         "same command without `--wrap`: {dsi[cells][0][mean_accuracy]:.4f} and {dsi[cells][1][mean_accuracy]:.4f};"),
+    *[("docs/metanca.md", dw_row("dwf", d, widths=5)) for d in (1, 2, 3, 4)],
+    ("docs/metanca.md", "On the issue's grid (widths 10-300, 16 cells) grown / Adam has median {derived[grid_final_w10][median]:.3f} "
+                        "({derived[grid_w10][median]:.3f} before the lower rate) and worst {derived[grid_final_w10][worst]:.3f} "
+                        "({derived[grid_w10][worst]:.3f}; depth 4 width 30 went {derived[grid_w10][worst]:.3f} -> "
+                        "{dwf[cells][17][ratio]:.3f}), and {derived[grid_final_w10][n95]} cells are at >= 0.95 "
+                        "({derived[grid_w10][n95]})"),
+    ("docs/metanca.md", "5-unit layers: " + " / ".join(f"{{dwf[cells][{5 * i}][ratio]:.3f}}" for i in range(4)) + " of Adam"),
     ("docs/metanca.md", "| default rule, wrapped code (`--wrap 100`) " + wide_row("groups_wwrap")),
     ("docs/metanca.md", "| default rule, index code (its own) " + wide_row("groups_windex")),
     ("docs/metanca.md", "| relative rule (`metanca-mnist-relative`) " + wide_row("groups_wide")),
