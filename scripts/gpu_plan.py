@@ -64,9 +64,9 @@ STAGES = [
         "rule_default": "{root}/resume/metanca-depth/model.safetensors",
         "why": "issue 38's depth curriculum (1-4 hidden layers, widths drawn log-uniformly from 5-300, the "
                "role layer code) from the CPU run's rule (resume/metanca-depth: 2,852 iterations on widths "
-               "5..100 took the depth x width grid from median grown / Adam 0.166 to 0.923; 1,250 more with "
-               "--arch-draw log to 0.946 on widths 5-100, 5-unit layers 0.46-0.86 of Adam, width 300 "
-               "0.894 at depth 1 but 0.18-0.30 deeper); MetaNCA gains most per second on a GPU "
+               "5..100 took the depth x width grid from median grown / Adam 0.166 to 0.923; 1,777 more with "
+               "--arch-draw log, the last 524 at lr 5e-5, to median 0.967 / worst 0.913 on widths 10-300 "
+               "(300 grown with --wrap 100), 5-unit layers 0.63-0.82 of Adam); MetaNCA gains most per second on a GPU "
                "(the shipped rule's recipe: 0.036 s per iteration on an H200; this one 2.9 s on a CPU core). Its pools never travel",
     },
     {
