@@ -259,7 +259,7 @@ CHECKS = [
                           f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-wide", "mk-g4p2", "mk-clamp", "knn",
                                                                       "mk-w4", "mk-lr3", "mk-w4-lr3", "mk-w4-lr10",
                                                                       "unet-lr3", "cnn-ae-lr3", "mk-big-w4-lr3",
-                                                                      "mk-w4-lr3-d0")],
+                                                                      "mk-w4-lr3-d0", "mk-w4h1024-lr3", "mk-w4-lr3-m50")],
 ]
 
 
