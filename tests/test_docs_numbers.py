@@ -48,6 +48,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "dwlw": "docs/metanca-arch/depth-width-curriculum-log1250-w300-wrap100.json",
     "dsw": "docs/metanca-arch/depth-width-shipped-wrap100.json",
     "dwf": "docs/metanca-arch/depth-width-curriculum-log1777-wrap100.json",
+    "acf": "docs/metanca-arch/architectures-curriculum-log1777-wrap100.json",
     "dsi": "docs/metanca-arch/depth-width-shipped-w300-400.json",
     "ds": "docs/metanca-arch/datasets.json",
     "cnn0": "docs/metanca-arch/cnn-shipped.json",
@@ -193,6 +194,9 @@ CHECKS = [
                         "{dwf[cells][17][ratio]:.3f}), and {derived[grid_final_w10][n95]} cells are at >= 0.95 "
                         "({derived[grid_w10][n95]})"),
     ("docs/metanca.md", "5-unit layers: " + " / ".join(f"{{dwf[cells][{5 * i}][ratio]:.3f}}" for i in range(4)) + " of Adam"),
+    ("docs/metanca.md", "mean {acf[mean_over_cells]:.4f}, grown / Adam median {acf[median_ratio]:.3f}, worst "
+                        "{acf[worst_ratio]:.3f} ([784, 372, 60, 330, 68, 10], {acf[cells][2][mean_accuracy]:.4f} against "
+                        "{acf[cells][2][adam_accuracy]:.4f})"),
     ("docs/metanca.md", "| default rule, wrapped code (`--wrap 100`) " + wide_row("groups_wwrap")),
     ("docs/metanca.md", "| default rule, index code (its own) " + wide_row("groups_windex")),
     ("docs/metanca.md", "| relative rule (`metanca-mnist-relative`) " + wide_row("groups_wide")),
