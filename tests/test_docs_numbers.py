@@ -39,6 +39,7 @@ SOURCES = {  # alias: the JSON file, relative to the repository root
     "equal": "docs/restore-equal-batches.json",
     "screen": "docs/restore-issue39-screen.json",
     "w4": "docs/restore-equal-batches-w4.json",
+    "h5k": "docs/restore-hybrid-w4-5k.json",
     "dws": "docs/metanca-arch/depth-width-shipped.json",
     "dwc": "docs/metanca-arch/depth-width-curriculum341.json",
     "dwc2": "docs/metanca-arch/depth-width-curriculum2448.json",
@@ -258,6 +259,14 @@ CHECKS = [
     ("docs/restore.md", "| 70 %, 2x / 5x the steps | {w4[eval][steps][2x][hybrid][psnr_db]:.2f} / "
                         "{w4[eval][steps][5x][hybrid][psnr_db]:.2f} dB |"),
     ("docs/restore.md", "| digit-ID drop under 30 % damage (2,000 digits) | {w4[damage][models][hybrid][accuracy_drop]:.4f} |"),
+    # the screened hybrid after 5,000 batches: its column (the other columns are the shipped models' tables)
+    ("docs/restore.md", "| 70 % of pixels | " + pd("h5k", "eval", "models", "hybrid") + " | "),
+    *[("docs/restore.md", f"| {row} | " + pd("h5k", "eval", "masks", key, "hybrid") + " | ")
+      for row, key in {"50 % of pixels": "pixels-0.5", "85 % of pixels": "pixels-0.85", "90 % of pixels": "pixels-0.9",
+                       "a square of 25 %": "region-0.25", "a square of 50 %": "region-0.5"}.items()],
+    ("docs/restore.md", "| 70 %, 2x / 5x the steps | {h5k[eval][steps][2x][hybrid][psnr_db]:.2f} / "
+                        "{h5k[eval][steps][5x][hybrid][psnr_db]:.2f} dB |"),
+    ("docs/restore.md", "| digit-ID drop under 30 % damage (2,000 digits) | {h5k[damage][models][hybrid][accuracy_drop]:.4f} |"),
     # issue 39's screening table: PSNR and digit-ID of each variant (the plain plain-text row ends)
     *[("docs/restore.md", f"| {{screen[models][{m}][psnr_db]:.2f}} | {{screen[models][{m}][digit_id_accuracy]:.4f}} | "
                           f"{{screen[models][{m}][params]:,}} |") for m in ("mk", "mk-big", "mk-wide", "mk-g4p2", "mk-clamp", "knn",
