@@ -316,8 +316,6 @@ def study_restore_basins(
         raise typer.BadParameter(f"--model must be hybrid or ca (a lattice), not {model!r}")
     dev = setup(device, threads)
     restorers, classifier = _load_models(models, dev)
-    if restorers[model].reads_mask:
-        raise typer.BadParameter(f"{model} reads the mask (mask_channel / keep_visible): noise seeds have none")
     images, labels = _test_digits(n, data_dir, dev)
     res, arrays = basins(restorers[model], classifier, images, labels, noise, mask_frac, steps or None, k_max, seed,
                          damage_frac)

@@ -7,9 +7,9 @@
     rule = lr.load_rule()                            # the shipped MetaNCA MNIST rule (or a path)
     nets = lr.grow(rule, [784, 50, 30, 10], n=4)     # 4 grown networks: [W | b] per layer
     logits = lr.forward(rule, nets, images)          # (4, N, 10)
-    restorer = lr.load_restorer("hybrid")            # or "ca", "cnn-ae"
+    restorer = lr.load_restorer("hybrid")            # or "ca", "cnn-ae", "unet"
     masked, keep = lr.mask(digits, 0.7)              # blank 70 % of the pixels
-    restored = restorer(masked)                      # (N, 28, 28) in [0, 1]
+    restored = restorer(masked, keep=keep)           # (N, 28, 28) in [0, 1]
 
 Digits are (N, H, W) arrays or tensors, uint8 0..255 or floats in [0, 1]. Everything runs
 without gradients, on the device the model was loaded onto.
@@ -118,8 +118,10 @@ def forward(rule: NCA, networks: list[list[torch.Tensor]], x) -> torch.Tensor:
 def load_restorer(name: str = "hybrid", folder: str | Path | None = None,
                   device: str | torch.device = "cpu") -> torch.nn.Module:
     """A restoration model: ``hybrid`` (CA + MLP gate), ``ca``, ``cnn-ae``, ``unet`` or ``classifier``,
-    from ``folder`` (default: the shipped models). Call it on masked digits (N, 28, 28) in [0, 1]
-    (the U-Net also takes ``keep=``, the mask: True where visible)."""
+    from ``folder`` (default: the shipped models). Call it as ``restorer(masked, keep=keep)``:
+    masked digits (N, 28, 28) in [0, 1] and the mask (N, 28, 28) bool, True where visible, which
+    the models with ``restorer.reads_mask`` (the shipped hybrid and the U-Net) need and the others
+    ignore."""
     from localrules.tasks import restore as rs
 
     path = Path(folder or rs.PRETRAINED_DIR) / name / "model.safetensors"

@@ -296,9 +296,10 @@ class CNNAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, steps=None, damage_frac: float = 0.0,
-                damaged: torch.Tensor | None = None) -> torch.Tensor:
+                damaged: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 28, 28) -> (B, 28, 28); ``damage_frac`` zeroes cells of the 7x7 bottleneck
-        (of the rows ``damaged`` (B,) bool, default all).
+        (of the rows ``damaged`` (B,) bool, default all); ``keep`` (the mask) is not read, taken
+        so that every restorer can be called as ``model(masked, keep=keep)``.
 
         Linear output, clamped to [0, 1] outside training: with a sigmoid output the network
         fell into predicting an empty image (MSE stuck at 0.11 for 1,800 batches)."""

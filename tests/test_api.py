@@ -63,6 +63,13 @@ def test_restorer_and_mask():
     assert torch.equal(masked, keep.float())
     out = lr.load_restorer("ca")(masked)
     assert out.shape == (3, 28, 28) and not out.requires_grad
+    for name in ("hybrid", "ca", "cnn-ae", "unet"):  # every restorer takes keep=, as the README calls it
+        restorer = lr.load_restorer(name)
+        out = restorer(masked, keep=keep)
+        assert out.shape == (3, 28, 28) and 0 <= out.min() and out.max() <= 1
+        if getattr(restorer, "reads_mask", False):
+            with pytest.raises(ValueError, match="pass keep"):
+                restorer(masked)
     with pytest.raises(FileNotFoundError, match="no hybrid restorer"):
         lr.load_restorer("hybrid", folder="/nonexistent")
 

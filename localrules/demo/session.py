@@ -192,7 +192,9 @@ class RestoreSession:
     Any edit restarts the run: the frame at step t is ``model(input, steps=t)``, t = 0..steps,
     so the animation is the trained model's own forward pass, stopped after t CA steps.
     ``reference`` is the clean image (the loaded digit, or the drawing before the first
-    knock-out) that the restoration is scored against.
+    knock-out) that the restoration is scored against. ``keep`` (28, 28) bool is the mask, True
+    where the pixel is known: drawn or loaded pixels are known, erased and knocked-out ones are
+    not; a model that reads the mask (``reads_mask``) is given it.
     """
 
     task = "restore"
@@ -205,6 +207,7 @@ class RestoreSession:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         self.image = torch.zeros(SIDE, SIDE)
+        self.keep = torch.ones(SIDE, SIDE, dtype=torch.bool)
         self.reference: torch.Tensor | None = None
         self.knocked_out = False
         self.loaded: int | None = None
@@ -222,18 +225,23 @@ class RestoreSession:
         self.output = self._forward(0)
 
     def _forward(self, steps: int) -> torch.Tensor:
-        return self.model(self.image.to(self.device)[None], steps=steps)[0].float().cpu()
+        x = self.image.to(self.device)[None]
+        if getattr(self.model, "reads_mask", False):
+            return self.model(x, steps=steps, keep=self.keep.to(self.device)[None])[0].float().cpu()
+        return self.model(x, steps=steps)[0].float().cpu()
 
     # edits
     def draw(self, points, radius: float, erase: bool = False) -> None:
         mask = brush_mask(points, radius)
         self.image[mask] = 0.0 if erase else 1.0
+        self.keep[mask] = not erase
         if not erase and not self.knocked_out:
             self.reference = self.image.clone()
         self._restart()
 
     def load_digit(self, digit: int) -> None:
         self.image = self.digits.sample(digit, self.rng).clone().float()
+        self.keep = torch.ones(SIDE, SIDE, dtype=torch.bool)
         self.reference, self.knocked_out, self.loaded = self.image.clone(), False, digit
         self._restart()
 
@@ -243,12 +251,14 @@ class RestoreSession:
 
         if not self.knocked_out:
             self.reference = self.image.clone()
-        self.image = mask_pixels(self.image[None], fraction, self.generator)[0][0]
+        self.image, keep = mask_pixels(self.image[None], fraction, self.generator)
+        self.image, self.keep = self.image[0], self.keep & keep[0]
         self.knocked_out = True
         self._restart()
 
     def clear(self) -> None:
         self.image = torch.zeros(SIDE, SIDE)
+        self.keep = torch.ones(SIDE, SIDE, dtype=torch.bool)
         self.reference, self.knocked_out, self.loaded = None, False, None
         self._restart()
 

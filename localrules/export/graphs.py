@@ -7,9 +7,10 @@ exported graph computes what PyTorch computes:
                      noise (B, H, W, C))                  -> state' (B, H, W, C)
         one step on the dense grid (Grid2D): alive = pixels > 0.1, noise ~ N(0, 1) scaled by
         the model's training noise std (the playground's dynamics; pass zeros for none)
-    Restoration(masked (B, 28, 28))                       -> restored (B, 28, 28) in [0, 1]
-        one full restoration (hybrid, CA or CNN-AE; the classifier: logits (B, 10)); in eval
-        mode a restorer draws nothing at random (its only random draw, the mask, is the input)
+    Restoration(masked (B, 28, 28)[, keep (B, 28, 28) bool]) -> restored (B, 28, 28) in [0, 1]
+        one full restoration (hybrid, CA, CNN-AE or U-Net; the classifier: logits (B, 10));
+        ``keep`` (True = visible) only for a model that reads the mask (``reads_mask``); in
+        eval mode a restorer draws nothing at random (its only random draw, the mask, is an input)
     RuleUpdate(state (S, cells, 1 + H), fire (S, cells, 1) bool) -> state' (S, cells, 1 + H)
         one MetaNCA update of the networks of one architecture; the cell code's projection
         U c is computed at export time and stored in the graph; the update is dense (the same
@@ -44,8 +45,8 @@ class Restoration(nn.Module):
         super().__init__()
         self.model = model.eval()
 
-    def forward(self, masked):
-        return self.model(masked)
+    def forward(self, masked, keep=None):
+        return self.model(masked) if keep is None else self.model(masked, keep=keep)
 
 
 class RuleUpdate(nn.Module):

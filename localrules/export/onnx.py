@@ -96,7 +96,12 @@ def build_graph(src: Source, arch: tuple[int, ...] | None = None, batch: int = 2
 
         model, cfg, _ = rs.load(src.path)
         out = "logits" if cfg.model == "classifier" else "restored"
-        return graphs.Restoration(model), (torch.rand(batch, 28, 28),), ["masked"], [out], {"masked": {0: Dim("batch")}}
+        names, ex = ["masked"], [torch.rand(batch, 28, 28)]
+        if getattr(model, "reads_mask", False):  # the mask is an input: True = visible
+            names.append("keep")
+            ex.append(torch.rand(batch, 28, 28) < 0.3)
+        dims = {0: Dim("batch")}
+        return graphs.Restoration(model), tuple(ex), names, [out], {n: dims for n in names}
     from localrules.tasks import metanca as mn
 
     rule, cfg, _ = mn.load(src.path)

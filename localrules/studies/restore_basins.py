@@ -11,6 +11,10 @@ and cluster them with k-means for k = 2..k_max. The number of basins is the k of
 by the reference classifier's reading of each final image (all starts) and by the true
 label (masked digits only).
 
+A model that reads the mask (``reads_mask``: the mask and the masked image as fixed channels)
+is told what each start knows: nothing for the noise seeds and the blank input (keep all
+False, image 0), the visible pixels for the masked digits; they are also kept in its read-out.
+
 With ``damage_frac`` > 0 (the text: 30 % of the cells zeroed mid-run) every start is run again
 with that fraction of its cells zeroed before step steps // 2 (torch seed ``seed``); its final
 state is projected on the same components and assigned to the nearest basin centre:
@@ -26,11 +30,14 @@ import torch
 
 @torch.inference_mode()
 def final_states(model, starts: torch.Tensor, steps: int, batch_size: int = 100,
-                 damage_frac: float = 0.0) -> torch.Tensor:
+                 damage_frac: float = 0.0, fixed: torch.Tensor | None = None) -> torch.Tensor:
     """starts (N, L, L, C) -> final lattices (N, L, L, C) after ``steps`` steps (``damage_frac``
-    of the cells zeroed halfway when > 0)."""
+    of the cells zeroed halfway when > 0); ``fixed`` (N, L, L, F): the fixed channels of a model
+    that reads the mask."""
     kw = {"damage_frac": damage_frac} if damage_frac else {}
-    return torch.cat([model.run(starts[i : i + batch_size], steps, **kw) for i in range(0, len(starts), batch_size)])
+    return torch.cat([model.run(starts[i : i + batch_size], steps, **kw,
+                                **({} if fixed is None else {"fixed": fixed[i : i + batch_size]}))
+                      for i in range(0, len(starts), batch_size)])
 
 
 def purity(clusters: np.ndarray, labels: np.ndarray) -> float:
@@ -58,14 +65,19 @@ def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_nois
     dev = images.device
     L, C = model.cfg.lattice, model.cfg.channels
     noise = torch.randn(n_noise, L, L, C, generator=g).to(dev)
-    masked, _ = mask_pixels(images, mask_frac, g)
+    masked, keep = mask_pixels(images, mask_frac, g)
     with torch.inference_mode():
         blank = model.encode(torch.zeros(1, 28, 28, device=dev))
         starts = torch.cat([noise, blank, model.encode(masked)])
     kinds = np.array(["noise"] * n_noise + ["blank"] + ["masked"] * len(images))
-    final = final_states(model, starts, steps)
+    reads_mask, fixed, seen = getattr(model, "reads_mask", False), None, ()
+    if reads_mask:  # what each start knows: nothing for noise and blank, the visible pixels of a digit
+        xs = torch.cat([torch.zeros(n_noise + 1, 28, 28, device=dev), masked])
+        keeps = torch.cat([torch.zeros(n_noise + 1, 28, 28, dtype=torch.bool, device=dev), keep.to(dev)])
+        fixed, seen = model.fixed(xs, keeps), (xs, keeps)
+    final = final_states(model, starts, steps, fixed=fixed)
     with torch.inference_mode():
-        outs = model.read(final)
+        outs = model.read(final, *seen)
         read_as = torch.cat([classifier(outs[i : i + 500]).argmax(1) for i in range(0, len(outs), 500)]).cpu().numpy()
     feats = final.flatten(1).float().cpu().numpy()
     pca = PCA(n_components=min(50, *feats.shape), random_state=seed).fit(feats)
@@ -95,9 +107,9 @@ def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_nois
            "basins": rows}
     if damage_frac:
         torch.manual_seed(seed)
-        hit = final_states(model, starts, steps, damage_frac=damage_frac)
+        hit = final_states(model, starts, steps, damage_frac=damage_frac, fixed=fixed)
         with torch.inference_mode():
-            hit_out = model.read(hit)
+            hit_out = model.read(hit, *seen)
             hit_read = torch.cat([classifier(hit_out[i : i + 500]).argmax(1) for i in range(0, len(hit_out), 500)]).cpu().numpy()
         hit_clusters = fits[best].predict(pca.transform(hit.flatten(1).float().cpu().numpy()))
         same, digit = hit_clusters == clusters, hit_read == read_as

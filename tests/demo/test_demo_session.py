@@ -201,6 +201,37 @@ def test_restore_draw_erase_and_clear(restorer):
     assert restorer.summary()["psnr_db"] is None
 
 
+def test_restore_tracks_the_mask_for_a_model_that_reads_it(demo_digits):
+    """Loaded and drawn pixels are known, knocked-out and erased ones are not; a mask-reading
+    hybrid gets that mask each step."""
+    cfg = rs.Config(model="hybrid", mask_channel=True, keep_visible=True, gate_writes=2, gate_hidden=16)
+    r = RestoreSession(rs.build_model(cfg).eval(), cfg, demo_digits, seed=0)
+    assert r.keep.all()
+    r.load_digit(3)
+    clean = r.image.clone()
+    r.knockout(0.7)
+    assert int((~r.keep).sum()) == 549 and torch.all(r.image[~r.keep] == 0)
+    assert torch.equal(r.image[r.keep], clean[r.keep])
+    first = r.keep.clone()
+    r.knockout(0.5)  # a second knock-out blanks more: what was unknown stays unknown
+    assert not (r.keep & ~first).any() and int((~r.keep).sum()) > 549
+    r.draw([(14.0, 14.0)], 2.0)
+    assert r.keep[14, 14] and r.image[14, 14] == 1
+    r.draw([(5.0, 5.0)], 2.0, erase=True)
+    assert not r.keep[5, 5]
+    r.step(4)
+    with torch.no_grad():
+        ref = r.model(r.image[None], steps=4, keep=r.keep[None])[0]
+        blind = r.model(r.image[None], steps=4, keep=torch.ones(1, 28, 28, dtype=torch.bool))[0]
+    torch.testing.assert_close(r.output, ref)
+    assert (r.output - blind).abs().max() > 1e-4  # the mask was read
+    r.load_digit(1)
+    assert r.keep.all()
+    r.knockout(0.7)
+    r.clear()
+    assert r.keep.all()
+
+
 # ---------------------------------------------------------------------------- protocol
 
 

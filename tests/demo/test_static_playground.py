@@ -151,7 +151,8 @@ def test_test_digit_settles_mutates_and_reports_speed(page, site):
 
 def test_restore_view_equals_pytorch(browser, url):
     """The mask-and-restore view: a knocked-out test digit restored in the browser equals the
-    PyTorch restorer on the same input, for the hybrid and the CNN auto-encoder."""
+    PyTorch restorer on the same input (and the same mask, for a model that reads it), for the
+    hybrid and the CNN auto-encoder; an erased stroke is unknown in the mask, a drawn one known."""
     from localrules.tasks import restore as rs
 
     ctx, p, errors = open_page(browser, url, "#restore")
@@ -164,12 +165,22 @@ def test_restore_view_equals_pytorch(browser, url):
             p.evaluate("playground.idle()")
             p.wait_for_function("document.getElementById('stat-line').textContent.startsWith('done')")
             image = np.array(p.evaluate("playground.image()"), np.float32).reshape(1, 28, 28)
-            assert (image == 0).sum() >= round(0.7 * 784)
+            keep = np.array(p.evaluate("playground.keep()"), bool).reshape(1, 28, 28)
+            assert (~keep).sum() == round(0.7 * 784) and (image[~keep] == 0).all()
             model = rs.load(rs.PRETRAINED_DIR / name / "model.safetensors")[0]
             with torch.no_grad():
-                ref = model(torch.as_tensor(image))[0].numpy()
+                ref = model(torch.as_tensor(image), keep=torch.as_tensor(keep))[0].numpy()
             got = np.array(p.evaluate("playground.restored()"), np.float32).reshape(28, 28)
             assert np.abs(got - ref).max() < 1e-4
+        p.click("#mode-erase")
+        stroke(p, [(4.5, 4.5), (6.5, 4.5)])
+        p.click("#mode-draw")
+        stroke(p, [(20.5, 20.5), (21.5, 21.5)])
+        p.evaluate("playground.idle()")
+        keep = np.array(p.evaluate("playground.keep()"), bool).reshape(28, 28)
+        image = np.array(p.evaluate("playground.image()"), np.float32).reshape(28, 28)
+        assert not keep[4, 4:7].any() and (image[4, 4:7] == 0).all()  # erased: unknown
+        assert keep[20, 20] and image[20, 20] == 1  # drawn: known ink
         assert "PSNR" in p.inner_text("#stat-line") and "classifier reads" in p.inner_text("#stat-line")
         assert not errors, errors
     finally:

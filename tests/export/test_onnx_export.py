@@ -65,17 +65,37 @@ def test_selfclassify_20_steps_equal_pytorch(out_dir):
     assert (labels(state) == labels(ref)).all()
 
 
-@pytest.mark.parametrize("name", ["hybrid", "ca", "cnn-ae", "classifier"])
+@pytest.mark.parametrize("name", ["hybrid", "ca", "cnn-ae", "unet", "classifier"])
 def test_restorers_equal_pytorch(out_dir, name):
     info = export_onnx(f"restore-{name}", out_dir / f"{name}.onnx")
     model = rs.load(rs.PRETRAINED_DIR / name / "model.safetensors")[0]
+    _check_restorer(info, model, expect_keep=name == "unet" or getattr(model, "reads_mask", False))
+
+
+def test_mask_reading_hybrid_takes_keep(out_dir, tmp_path):
+    """A hybrid with the mask and the masked image as fixed channels: keep is the graph's second input."""
+    cfg = rs.Config(model="hybrid", mask_channel=True, keep_visible=True, gate_writes=4, gate_hidden=32)
+    torch.manual_seed(0)
+    model = rs.build_model(cfg)
+    path = save_model(tmp_path / "mk" / "model", model, {"task": {"name": "restore", **asdict(cfg)}})
+    _check_restorer(export_onnx(path, out_dir / "mk.onnx"), model.eval(), expect_keep=True)
+
+
+def _check_restorer(info, model, expect_keep):
+    """The exported restoration equals model(masked[, keep=keep]) on 3 digits with 70 % masks."""
+    assert info["inputs"] == (["masked", "keep"] if expect_keep else ["masked"])
     clean = _digits(3)
-    masked = clean * (torch.rand(clean.shape, generator=torch.Generator().manual_seed(2)) >= 0.7)
-    got = _session(info["out"]).run(None, {"masked": masked.numpy()})[0]
+    keep = torch.rand(clean.shape, generator=torch.Generator().manual_seed(2)) >= 0.7
+    masked = clean * keep
+    feeds = {"masked": masked.numpy(), **({"keep": keep.numpy()} if expect_keep else {})}
+    got = _session(info["out"]).run(None, feeds)[0]
     with torch.no_grad():
-        ref = model(masked).numpy()
-    assert got.shape == ref.shape == ((3, 10) if name == "classifier" else (3, 28, 28))
+        ref = (model(masked, keep=keep) if expect_keep else model(masked)).numpy()
+    assert got.shape == ref.shape == ((3, 10) if info["outputs"] == ["logits"] else (3, 28, 28))
     assert np.abs(got - ref).max() < TOL
+    if expect_keep:  # the mask is read: another mask, another restoration
+        other = _session(info["out"]).run(None, {**feeds, "keep": np.ones_like(feeds["keep"])})[0]
+        assert np.abs(other - got).max() > 1e-3
 
 
 def test_metanca_20_updates_equal_pytorch(out_dir):

@@ -369,6 +369,33 @@ def test_basins_finds_the_known_number_of_attractors(small_digits, k_max):
     assert arrays["basin_images"].shape == (3, 28, 28) and len(arrays["clusters"]) == 43
 
 
+def test_basins_tell_a_mask_reading_model_what_each_start_knows(small_digits):
+    """Noise and blank starts know no pixel (keep all False), masked digits their visible ones;
+    the runs are the model's own with those fixed channels, and its read-out keeps the visible pixels."""
+    from localrules.studies.restore_basins import basins
+    from localrules.train.perturb import mask_pixels
+
+    imgs, labels = _imgs(small_digits, 12)
+    cfg = rs.Config(model="hybrid", mask_channel=True, keep_visible=True, gate_writes=2, gate_hidden=16)
+    torch.manual_seed(0)
+    model = rs.build_model(cfg).eval()
+    clf = rs.build_model(rs.Config(model="classifier")).eval()
+    seen = []
+    run = model.run
+    model.run = lambda s, steps, **kw: seen.append(kw["fixed"]) or run(s, steps, **kw)
+    res, arrays = basins(model, clf, imgs, labels, n_noise=5, steps=3, k_max=3, seed=0, damage_frac=0.3)
+    assert len(seen) == 2 and sum(b["size"] for b in res["basins"]) == 18 and "damage" in res
+    fixed = seen[0]  # (18, L, L, 2): [masked image, mask], zero-padded image, mask border 1
+    p = model.pad
+    assert torch.equal(seen[1], fixed)
+    assert torch.all(fixed[:6, p:p + 28, p:p + 28] == 0)  # noise and blank: nothing known
+    g = torch.Generator().manual_seed(0)
+    torch.randn(5, cfg.lattice, cfg.lattice, cfg.channels, generator=g)  # the noise seeds' draw comes first
+    masked, keep = mask_pixels(imgs, 0.95, g)
+    torch.testing.assert_close(fixed[6:], model.fixed(masked, keep))
+    assert res["n_masked"] == 12
+
+
 def test_basins_on_a_tiny_case(tmp_path, small_digits, mnist_dir):
     from localrules.studies.restore_basins import basins, purity
 

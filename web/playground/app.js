@@ -4,7 +4,9 @@
 //
 //   self-classifier: state' = step(pixels, state, fire, noise), fire ~ [U(0,1) <= fire_rate] and
 //                    noise ~ N(0, 1) drawn here per step (the graph scales it by the training std)
-//   restorers:       restored = model(masked), one full restoration per edit
+//   restorers:       restored = model(masked[, keep]), one full restoration per edit; keep (1 = the
+//                    pixel is known: loaded or drawn; 0: erased or knocked out) is fed to the
+//                    models whose graph takes it (the manifest lists each model's inputs)
 //
 // window.playground is the page's handle for the console and the tests (runDraws: given draws).
 "use strict";
@@ -22,7 +24,7 @@
   let manifest = null, digits = null, C = 0;
   const sessions = {};
   let pixels = new Float32Array(N), state = null;      // self-classifier
-  let image = new Float32Array(N), reference = null, knocked = false;  // restorer
+  let image = new Float32Array(N), keep = new Uint8Array(N).fill(1), reference = null, knocked = false;  // restorer
   let restored = new Float32Array(N), psnr = null, guess = null, restoreMs = null;
   let busy = false, dirty = true, manual = 0;
   const edits = [];  // edits made while a step runs, applied before the next one
@@ -113,7 +115,7 @@
           const dx = j + 0.5 - x, dy = i + 0.5 - y;
           if (dx * dx + dy * dy > radius * radius) continue;
           const k = i * W + j;
-          if (pg.system === "restore") { image[k] = erase ? 0 : 1; continue; }
+          if (pg.system === "restore") { image[k] = erase ? 0 : 1; keep[k] = erase ? 0 : 1; continue; }
           pixels[k] = erase ? 0 : 1;  // newly alive cells keep the zero state of dead cells
           if (erase) state.fill(0, k * C, (k + 1) * C);
         }
@@ -130,7 +132,7 @@
 
   function loadDigit(d) {
     if (pg.system === "restore") {
-      image = sampleDigit(d); reference = image.slice(); knocked = false; pg.loaded = d;
+      image = sampleDigit(d); keep.fill(1); reference = image.slice(); knocked = false; pg.loaded = d;
       return restoreSoon();
     }
     edit(() => { pixels = sampleDigit(d); state.fill(0); pg.steps = 0; pg.loaded = d; });
@@ -148,7 +150,7 @@
   }
   function clear() {
     if (pg.system === "restore") {
-      image = new Float32Array(N); reference = null; knocked = false; pg.loaded = null;
+      image = new Float32Array(N); keep.fill(1); reference = null; knocked = false; pg.loaded = null;
       return restoreSoon();
     }
     edit(() => { pixels.fill(0); state.fill(0); pg.steps = 0; pg.loaded = null; });
@@ -202,8 +204,9 @@
       do {
         again = false;
         const t0 = performance.now();
-        const x = new ort.Tensor("float32", image.slice(), [1, H, W]);
-        const out = await sessions[$("restorer").value].run({ masked: x });
+        const key = $("restorer").value, feeds = { masked: new ort.Tensor("float32", image.slice(), [1, H, W]) };
+        if (manifest.models[key].inputs.includes("keep")) feeds.keep = new ort.Tensor("bool", keep.slice(), [1, H, W]);
+        const out = await sessions[key].run(feeds);
         restored = out.restored.data;
         const logits = (await sessions.classifier.run({ masked: new ort.Tensor("float32", restored.slice(), [1, H, W]) })).logits.data;
         guess = logits.indexOf(Math.max(...logits));
@@ -224,7 +227,7 @@
     if (!knocked) reference = image.slice();
     const order = [...Array(N).keys()];
     for (let i = N - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
-    for (let k = 0; k < Math.round(frac * N); k++) image[order[k]] = 0;
+    for (let k = 0; k < Math.round(frac * N); k++) { image[order[k]] = 0; keep[order[k]] = 0; }
     knocked = true;
     restoreSoon();
   }
@@ -410,6 +413,7 @@
     labels: () => Array.from(labels()),
     state: () => Array.from(state),
     image: () => Array.from(image),
+    keep: () => Array.from(keep),
     restored: () => Array.from(restored),
     idle: async () => { while (busy || restoring) await sleep(5); },
     // pause, then run `steps` steps from the current state with the given draws: fires (base64
