@@ -141,7 +141,7 @@ CHECKS = [
                   "{meta[archs][1][adam_accuracy]:.4f})"),
     ("README.md", "layers wider than it was trained on (56 architectures with a layer of 110..200 units: "
                   "{derived[groups_wwrap][wide][mean]:.4f} on average)"),
-    ("README.md", "restores them at {restore[models][hybrid][psnr_db]:.2f} dB PSNR / "
+    ("README.md", "told which pixels are blanked, restores them at {restore[models][hybrid][psnr_db]:.2f} dB PSNR / "
                   "{restore[models][hybrid][digit_id_accuracy]:.4f} digit-ID accuracy"),
     ("README.md", "(the CNN auto-encoder baseline: {restore[models][cnn-ae][psnr_db]:.2f} dB;"),
     ("README.md", "a U-Net of its size, 3,000 batches: {restore[models][unet][psnr_db]:.2f} dB;"),
