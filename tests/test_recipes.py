@@ -110,7 +110,8 @@ RESTORE_POOL = dict(model="hybrid", channels=16, lattice=32, ca_multiplier=4, st
                     region_share=0.25, region_min=0.1, region_max=0.5, pool_size=96, fresh_share=0.5,
                     remask_share=0.5, damage_share=0.25, damage_frac=0.3, steps_min=8, steps_max=16,
                     # issue 39's hybrid variants and the U-Net baseline: all off, so the default is the
-                    # shipped model (a default turned on would change every restore run)
+                    # text's hybrid (shipped until issue 39; the shipped one is --mask-channel --keep-visible
+                    # --gate-writes 4 --gate-hidden 512), and checkpoints saved before a flag existed load
                     mask_channel=False, keep_visible=False, clamp_output=False, masked_loss=False,
                     unet_width=54, rule_hidden=0, gate_reads=1, gate_pool=1, gate_writes=1)
 

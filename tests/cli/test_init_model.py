@@ -28,12 +28,15 @@ def test_run_restore_init_model_starts_from_the_shipped_weights_and_reseeds_the_
     shipped = rs.PRETRAINED_DIR / "hybrid" / "model.safetensors"
     base = ["run", "restore", "--iterations", "1", "--lr", "0", "--data-dir", str(mnist_dir), "--device", "cpu",
             "--init-model", str(shipped)]
-    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    shape = ["--mask-channel", "--keep-visible", "--gate-writes", "4", "--gate-hidden", "512"]  # the shipped hybrid's
+    res = runner.invoke(app, [*base, *shape, "--out", str(tmp_path / "a")])
     assert res.exit_code == 0, res.output
     a, b = load_file(str(shipped)), load_file(str(tmp_path / "a" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    res = runner.invoke(app, [*base, "--model", "ca", "--out", str(tmp_path / "b")])
-    assert res.exit_code == 2 and "another model shape" in words(res.output)
+    for other in (["--model", "ca"], []):  # another model, or the hybrid without the shipped one's flags
+        res = runner.invoke(app, [*base, *other, "--out", str(tmp_path / "b")])
+        assert res.exit_code == 2 and "another model shape" in words(res.output)
+    assert "mask_channel" in words(res.output) and not (tmp_path / "b").exists()
 
 
 def test_restore_seed_pool_encodes_with_the_current_weights():
