@@ -225,10 +225,8 @@ class RestoreSession:
         self.output = self._forward(0)
 
     def _forward(self, steps: int) -> torch.Tensor:
-        x = self.image.to(self.device)[None]
-        if getattr(self.model, "reads_mask", False):
-            return self.model(x, steps=steps, keep=self.keep.to(self.device)[None])[0].float().cpu()
-        return self.model(x, steps=steps)[0].float().cpu()
+        x, keep = self.image.to(self.device)[None], self.keep.to(self.device)[None]
+        return self.model(x, steps=steps, keep=keep)[0].float().cpu()  # read only by a model that reads the mask
 
     # edits
     def draw(self, points, radius: float, erase: bool = False) -> None:
