@@ -70,8 +70,8 @@ def basins(model, classifier, images: torch.Tensor, labels: torch.Tensor, n_nois
         blank = model.encode(torch.zeros(1, 28, 28, device=dev))
         starts = torch.cat([noise, blank, model.encode(masked)])
     kinds = np.array(["noise"] * n_noise + ["blank"] + ["masked"] * len(images))
-    reads_mask, fixed, seen = getattr(model, "reads_mask", False), None, ()
-    if reads_mask:  # what each start knows: nothing for noise and blank, the visible pixels of a digit
+    fixed, seen = None, ()
+    if getattr(model, "reads_mask", False):  # what each start knows: nothing for noise and blank, the visible pixels of a digit
         xs = torch.cat([torch.zeros(n_noise + 1, 28, 28, device=dev), masked])
         keeps = torch.cat([torch.zeros(n_noise + 1, 28, 28, dtype=torch.bool, device=dev), keep.to(dev)])
         fixed, seen = model.fixed(xs, keeps), (xs, keeps)
